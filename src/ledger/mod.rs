@@ -1,0 +1,2 @@
+//! The append-only ledger: entries, canonical bytes, hash chain, Merkle tree, checkpoints,
+//! storage and verification. It knows nothing of members or organisations.
