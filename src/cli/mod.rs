@@ -1,0 +1,140 @@
+//! Command-line interface: argument parsing and the one place that prints to users.
+//!
+//! Every command is a function returning `Result<ExitCode, CliError>`; library errors are
+//! mapped to exit code 2 (the user's input) or 3 (storage, I/O, internal).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod ledger;
+
+/// Exit code of a negative answer (tampering found, proof invalid, findings, access denied).
+pub const EXIT_NO: u8 = 1;
+/// Exit code of a usage or input error.
+pub const EXIT_INPUT: u8 = 2;
+/// Exit code of a storage, I/O or internal error.
+pub const EXIT_STORAGE: u8 = 3;
+
+/// Tamper-evident audit ledger, access policy and data checks for party-building records.
+#[derive(Debug, Parser)]
+#[command(name = "djaudit", version, about, long_about = None)]
+pub struct Cli {
+    /// Data directory of the ledger.
+    #[arg(long, global = true, env = "DJAUDIT_DATA", default_value = "djaudit-data")]
+    pub data: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a ledger: genesis entry, signing key (mode 0600) and a first checkpoint.
+    Init(ledger::InitArgs),
+    /// Signing key operations.
+    #[command(subcommand)]
+    Key(ledger::KeyCommand),
+    /// Append one entry of a free kind (record kinds are written by their own commands).
+    Append(ledger::AppendArgs),
+    /// List entries.
+    Log(ledger::LogArgs),
+    /// Export entries as JSON Lines: one canonical entry per line, the exact hashed bytes.
+    Export(ledger::ExportArgs),
+    /// Verify the whole ledger; exit 1 at the first bad entry.
+    Verify(ledger::VerifyArgs),
+    /// Sign, store and print a checkpoint (C2SP signed note) of the current tree.
+    Checkpoint(ledger::CheckpointArgs),
+    /// Produce inclusion and consistency proofs (RFC 9162).
+    #[command(subcommand)]
+    Prove(ledger::ProveCommand),
+    /// Verify proofs offline, without a ledger.
+    #[command(subcommand)]
+    Proof(ledger::ProofCommand),
+}
+
+/// A failed command: what to print and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub err: anyhow::Error,
+}
+
+impl CliError {
+    pub fn input(err: impl Into<anyhow::Error>) -> CliError {
+        CliError {
+            code: EXIT_INPUT,
+            err: err.into(),
+        }
+    }
+    pub fn storage(err: impl Into<anyhow::Error>) -> CliError {
+        CliError {
+            code: EXIT_STORAGE,
+            err: err.into(),
+        }
+    }
+}
+
+impl From<djaudit::ledger::store::LedgerError> for CliError {
+    fn from(e: djaudit::ledger::store::LedgerError) -> CliError {
+        if e.is_input() {
+            CliError::input(e)
+        } else {
+            CliError::storage(e)
+        }
+    }
+}
+
+pub type CmdResult = Result<ExitCode, CliError>;
+
+/// Parses arguments, runs the command and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("djaudit: {:#}", e.err);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> CmdResult {
+    let data = cli.data;
+    match cli.command {
+        Command::Init(a) => ledger::init(&data, a),
+        Command::Key(a) => ledger::key(&data, a),
+        Command::Append(a) => ledger::append(&data, a),
+        Command::Log(a) => ledger::log(&data, a),
+        Command::Export(a) => ledger::export(&data, a),
+        Command::Verify(a) => ledger::verify(&data, a),
+        Command::Checkpoint(a) => ledger::checkpoint(&data, a),
+        Command::Prove(a) => ledger::prove(&data, a),
+        Command::Proof(a) => ledger::proof(a),
+    }
+}
+
+/// Writes a JSON document to stdout.
+pub fn print_json(v: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(v).map_err(CliError::storage)?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Reads a file given on the command line; errors name the path.
+pub fn read_input_file(path: &std::path::Path) -> Result<String, CliError> {
+    const LIMIT: u64 = 64 << 20;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| CliError::input(anyhow::anyhow!("cannot read `{}`: {e}", path.display())))?;
+    if meta.len() > LIMIT {
+        return Err(CliError::input(anyhow::anyhow!(
+            "`{}` is larger than {} MiB",
+            path.display(),
+            LIMIT >> 20
+        )));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| CliError::input(anyhow::anyhow!("cannot read `{}`: {e}", path.display())))?;
+    String::from_utf8(bytes)
+        .map_err(|_| CliError::input(anyhow::anyhow!("`{}` is not UTF-8 text", path.display())))
+}

@@ -1,0 +1,954 @@
+//! SQLite storage of one ledger: entries, Merkle nodes, checkpoints.
+//!
+//! One database file per ledger (`<data>/ledger.db`) beside its signing key
+//! (`<data>/signing.key`). WAL, `synchronous=FULL`, writers take `BEGIN IMMEDIATE`, so any
+//! number of processes append without forking the chain. Triggers abort every `UPDATE` and
+//! `DELETE` on the ledger tables. Other modules write their projection rows through
+//! [`WriteTx::conn`] in the same transaction as the entries that change them.
+//!
+//! This module never rewrites or deletes a ledger row.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde_json::json;
+
+use super::checkpoint::{self, Checkpoint};
+use super::entry::{self, Actor, Entry, EntryError, NewEntry, GENESIS_KIND, ZERO_PREV};
+use super::keys;
+use super::merkle::{self, Hash, NodeSource};
+use super::note::{Signer, VerifierKey};
+use super::proof::{ConsistencyProof, InclusionProof};
+
+/// File name of the ledger database inside the data directory.
+pub const DB_FILE: &str = "ledger.db";
+/// File name of the signing key inside the data directory.
+pub const KEY_FILE: &str = "signing.key";
+
+/// Levels of stored Merkle nodes are multiples of this (C2SP tlog-tiles height).
+pub const TILE_HEIGHT: u32 = 8;
+
+/// The schema migrations of the ledger tables, applied in order; `PRAGMA user_version`
+/// holds how many have run.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE entry (
+    seq       INTEGER PRIMARY KEY,
+    body      TEXT    NOT NULL,
+    leaf_hash BLOB    NOT NULL,
+    kind      TEXT    NOT NULL,
+    subject   TEXT    NOT NULL,
+    actor     TEXT    NOT NULL
+);
+CREATE INDEX entry_subject ON entry(subject, seq);
+CREATE TABLE merkle_node (
+    level INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    hash  BLOB    NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE checkpoint (
+    size    INTEGER PRIMARY KEY,
+    root    BLOB    NOT NULL,
+    note    TEXT    NOT NULL
+);
+CREATE TABLE ledger_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER entry_no_update BEFORE UPDATE ON entry
+    BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+CREATE TRIGGER entry_no_delete BEFORE DELETE ON entry
+    BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+CREATE TRIGGER merkle_no_update BEFORE UPDATE ON merkle_node
+    BEGIN SELECT RAISE(ABORT, 'ledger Merkle nodes are append-only'); END;
+CREATE TRIGGER merkle_no_delete BEFORE DELETE ON merkle_node
+    BEGIN SELECT RAISE(ABORT, 'ledger Merkle nodes are append-only'); END;
+CREATE TRIGGER checkpoint_no_update BEFORE UPDATE ON checkpoint
+    BEGIN SELECT RAISE(ABORT, 'ledger checkpoints are append-only'); END;
+CREATE TRIGGER checkpoint_no_delete BEFORE DELETE ON checkpoint
+    BEGIN SELECT RAISE(ABORT, 'ledger checkpoints are append-only'); END;
+CREATE TRIGGER meta_no_update BEFORE UPDATE ON ledger_meta
+    BEGIN SELECT RAISE(ABORT, 'ledger metadata is write-once'); END;
+CREATE TRIGGER meta_no_delete BEFORE DELETE ON ledger_meta
+    BEGIN SELECT RAISE(ABORT, 'ledger metadata is write-once'); END;
+"#];
+
+/// Errors of the ledger store.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("no ledger at `{0}`; create one with `djaudit init --origin NAME`")]
+    NotFound(PathBuf),
+    #[error("a ledger already exists at `{0}`")]
+    AlreadyExists(PathBuf),
+    #[error("invalid origin `{0}`: expected a name such as `example.com/party-ledger` (no spaces or `+`)")]
+    BadOrigin(String),
+    #[error("entry {seq} does not exist; the ledger has {size} entries")]
+    UnknownSeq { seq: u64, size: u64 },
+    #[error("tree size {size} is out of range; the ledger has {ledger_size} entries")]
+    BadSize { size: u64, ledger_size: u64 },
+    #[error("ledger database was written by a newer djaudit (schema {found}, this build knows {known})")]
+    NewerSchema { found: i64, known: i64 },
+    #[error("ledger is damaged: {0}; run `djaudit verify`")]
+    Damaged(String),
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error("storage: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("i/o on `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl LedgerError {
+    /// Whether the error is the user's input (exit 2) rather than storage or internal (exit 3).
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            LedgerError::NotFound(_)
+                | LedgerError::AlreadyExists(_)
+                | LedgerError::BadOrigin(_)
+                | LedgerError::UnknownSeq { .. }
+                | LedgerError::BadSize { .. }
+                | LedgerError::Entry(_)
+                | LedgerError::Key(_)
+        )
+    }
+}
+
+type Result<T, E = LedgerError> = std::result::Result<T, E>;
+
+/// An open ledger.
+pub struct Ledger {
+    conn: Connection,
+    dir: PathBuf,
+    origin: String,
+    vkey: VerifierKey,
+}
+
+/// One appended entry, as the writer saw it.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub seq: u64,
+    pub leaf_hash: Hash,
+    pub ts: String,
+}
+
+/// A stored entry row as read back.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    pub seq: u64,
+    /// The canonical bytes, exactly as hashed.
+    pub body: String,
+    pub leaf_hash: Hash,
+}
+
+/// Filters of `log`.
+#[derive(Debug, Default, Clone)]
+pub struct LogFilter {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub kind: Option<String>,
+    pub subject: Option<String>,
+    pub actor: Option<String>,
+    pub from_seq: Option<u64>,
+    pub to_seq: Option<u64>,
+}
+
+/// A stored checkpoint.
+#[derive(Debug, Clone)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    pub root: Hash,
+    /// The signed note text.
+    pub note: String,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
+    move |source| LedgerError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Opens a connection with the pragmas every ledger connection uses.
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(60))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Applies the migrations that have not run yet.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(LedgerError::NewerSchema {
+            found: version,
+            known,
+        });
+    }
+    for sql in MIGRATIONS.iter().skip(version as usize) {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", known)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Checks that an origin is usable as a C2SP note and key name.
+pub fn valid_origin(origin: &str) -> bool {
+    entry::valid_name(origin) && !origin.contains('+')
+}
+
+impl Ledger {
+    /// Creates a ledger in `dir`: signing key (mode 0600), database, genesis entry and a
+    /// first checkpoint.
+    pub fn init(dir: &Path, origin: &str, actor: Actor) -> Result<Ledger> {
+        if !valid_origin(origin) {
+            return Err(LedgerError::BadOrigin(origin.to_owned()));
+        }
+        let db = dir.join(DB_FILE);
+        let key = dir.join(KEY_FILE);
+        if db.exists() || key.exists() {
+            return Err(LedgerError::AlreadyExists(dir.to_owned()));
+        }
+        create_private_dir(dir)?;
+        keys::create_key_file(&key)?;
+        let signer = keys::load_signer(&key, origin)?;
+        let vkey = signer.verifier_key();
+        let mut conn = connect(&db)?;
+        migrate(&mut conn)?;
+        let mut ledger = Ledger {
+            conn,
+            dir: dir.to_owned(),
+            origin: origin.to_owned(),
+            vkey: vkey.clone(),
+        };
+        {
+            let mut w = ledger.write()?;
+            w.tx.execute(
+                "INSERT INTO ledger_meta(key, value) VALUES ('origin', ?1), ('vkey', ?2)",
+                params![origin, vkey.to_string()],
+            )?;
+            w.append(NewEntry::new(
+                GENESIS_KIND,
+                "ledger",
+                actor,
+                json!({
+                    "origin": origin,
+                    "vkey": vkey.to_string(),
+                    "format": entry::FORMAT_VERSION,
+                    "hash": "sha256",
+                    "signature": "ed25519",
+                }),
+            )?)?;
+            w.commit()?;
+        }
+        ledger.checkpoint_with(&signer)?;
+        Ok(ledger)
+    }
+
+    /// Opens an existing ledger.
+    pub fn open(dir: &Path) -> Result<Ledger> {
+        let db = dir.join(DB_FILE);
+        if !db.is_file() {
+            return Err(LedgerError::NotFound(dir.to_owned()));
+        }
+        let mut conn = connect(&db)?;
+        migrate(&mut conn)?;
+        let meta = |key: &str| -> Result<String> {
+            conn.query_row(
+                "SELECT value FROM ledger_meta WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| LedgerError::Damaged(format!("ledger metadata `{key}` is missing")))
+        };
+        let origin = meta("origin")?;
+        let vkey_text = meta("vkey")?;
+        let vkey = VerifierKey::parse(&vkey_text)
+            .map_err(|e| LedgerError::Damaged(format!("stored verifier key: {e}")))?;
+        Ok(Ledger {
+            conn,
+            dir: dir.to_owned(),
+            origin,
+            vkey,
+        })
+    }
+
+    /// The log's origin (its name in checkpoints and keys).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The verifier key recorded when the ledger was created.
+    pub fn verifier_key(&self) -> &VerifierKey {
+        &self.vkey
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Read access to the database (projection queries, reports).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Mutable access for callers that open their own read transactions.
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Loads the signing key; refuses a key readable by others.
+    pub fn signer(&self) -> Result<Signer> {
+        let signer = keys::load_signer(&self.dir.join(KEY_FILE), &self.origin)?;
+        if signer.verifier_key() != self.vkey {
+            return Err(LedgerError::Damaged(
+                "the signing key does not match the key recorded in the ledger".into(),
+            ));
+        }
+        Ok(signer)
+    }
+
+    /// Number of entries.
+    pub fn size(&self) -> Result<u64> {
+        tree_size(&self.conn)
+    }
+
+    /// Starts a write: takes the database write lock (`BEGIN IMMEDIATE`) and reads the tail.
+    pub fn write(&mut self) -> Result<WriteTx<'_>> {
+        WriteTx::begin(&mut self.conn)
+    }
+
+    /// Appends one entry in its own transaction.
+    pub fn append(&mut self, e: NewEntry) -> Result<Appended> {
+        let mut w = self.write()?;
+        let a = w.append(e)?;
+        w.commit()?;
+        Ok(a)
+    }
+
+    /// Reads one entry.
+    pub fn entry(&self, seq: u64) -> Result<StoredEntry> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT seq, body, leaf_hash FROM entry WHERE seq = ?1",
+                [seq as i64],
+                stored_row,
+            )
+            .optional()?;
+        match row {
+            Some(r) => r,
+            None => Err(LedgerError::UnknownSeq {
+                seq,
+                size: self.size()?,
+            }),
+        }
+    }
+
+    /// Streams entries with `from <= seq < to`, in order, in constant memory.
+    pub fn for_each_entry(
+        &self,
+        from: u64,
+        to: Option<u64>,
+        mut f: impl FnMut(StoredEntry) -> Result<()>,
+    ) -> Result<()> {
+        let to = to.unwrap_or(i64::MAX as u64).min(i64::MAX as u64);
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, body, leaf_hash FROM entry WHERE seq >= ?1 AND seq < ?2 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![from.min(i64::MAX as u64) as i64, to as i64])?;
+        while let Some(row) = rows.next()? {
+            f(stored_row(row)??)?;
+        }
+        Ok(())
+    }
+
+    /// Streams the entries that pass `filter`, in seq order.
+    pub fn query(&self, filter: &LogFilter, mut f: impl FnMut(Entry) -> Result<()>) -> Result<()> {
+        let from = match &filter.since {
+            Some(ts) => self.first_seq_at_or_after(ts)?,
+            None => 0,
+        }
+        .max(filter.from_seq.unwrap_or(0));
+        let to = match &filter.until {
+            Some(ts) => self.first_seq_at_or_after_exclusive(ts)?,
+            None => u64::MAX,
+        }
+        .min(filter.to_seq.map_or(u64::MAX, |t| t.saturating_add(1)));
+        let mut sql = String::from(
+            "SELECT seq, body, leaf_hash FROM entry WHERE seq >= ?1 AND seq < ?2",
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![
+            (from.min(i64::MAX as u64) as i64).into(),
+            (to.min(i64::MAX as u64) as i64).into(),
+        ];
+        if let Some(k) = &filter.kind {
+            if let Some(prefix) = k.strip_suffix(".*") {
+                sql.push_str(&format!(" AND substr(kind, 1, {}) = ?{}", prefix.len() + 1, args.len() + 1));
+                args.push(format!("{prefix}.").into());
+            } else {
+                sql.push_str(&format!(" AND kind = ?{}", args.len() + 1));
+                args.push(k.clone().into());
+            }
+        }
+        if let Some(s) = &filter.subject {
+            sql.push_str(&format!(" AND subject = ?{}", args.len() + 1));
+            args.push(s.clone().into());
+        }
+        if let Some(a) = &filter.actor {
+            sql.push_str(&format!(" AND actor = ?{}", args.len() + 1));
+            args.push(a.clone().into());
+        }
+        sql.push_str(" ORDER BY seq");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        while let Some(row) = rows.next()? {
+            let stored = stored_row(row)??;
+            let e = Entry::parse(stored.body.as_bytes()).map_err(|err| {
+                LedgerError::Damaged(format!("entry {} does not parse: {err}", stored.seq))
+            })?;
+            f(e)?;
+        }
+        Ok(())
+    }
+
+    /// The first seq whose `ts` is `>= ts` (timestamps never decrease, so a binary search).
+    fn first_seq_at_or_after(&self, ts: &str) -> Result<u64> {
+        self.partition_point(|t| t < ts)
+    }
+
+    /// The first seq whose `ts` is `> ts`.
+    fn first_seq_at_or_after_exclusive(&self, ts: &str) -> Result<u64> {
+        self.partition_point(|t| t <= ts)
+    }
+
+    fn partition_point(&self, mut before: impl FnMut(&str) -> bool) -> Result<u64> {
+        let (mut lo, mut hi) = (0u64, self.size()?);
+        let mut stmt = self.conn.prepare(
+            "SELECT json_extract(body, '$.ts') FROM entry WHERE seq = ?1",
+        )?;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let ts: Option<String> = stmt.query_row([mid as i64], |r| r.get(0)).optional()?.flatten();
+            let ts = ts.ok_or_else(|| LedgerError::Damaged(format!("entry {mid} has no timestamp")))?;
+            if before(&ts) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Merkle root of the first `size` entries.
+    pub fn root(&self, size: u64) -> Result<Hash> {
+        let ledger_size = self.size()?;
+        if size > ledger_size {
+            return Err(LedgerError::BadSize { size, ledger_size });
+        }
+        merkle::root(&DbNodes(&self.conn), size).map_err(merkle_err)
+    }
+
+    /// RFC 9162 inclusion proof of entry `index` in the tree of `size` entries.
+    pub fn inclusion_proof(&self, index: u64, size: Option<u64>) -> Result<InclusionProof> {
+        let ledger_size = self.size()?;
+        let size = size.unwrap_or(ledger_size);
+        if size > ledger_size || size == 0 {
+            return Err(LedgerError::BadSize { size, ledger_size });
+        }
+        if index >= size {
+            return Err(LedgerError::UnknownSeq { seq: index, size });
+        }
+        let src = DbNodes(&self.conn);
+        let path = merkle::inclusion_proof(&src, index, size).map_err(merkle_err)?;
+        let leaf = self.entry(index)?.leaf_hash;
+        let root = merkle::root(&src, size).map_err(merkle_err)?;
+        Ok(InclusionProof {
+            leaf_index: index,
+            tree_size: size,
+            leaf_hash: leaf,
+            root,
+            path,
+        })
+    }
+
+    /// RFC 9162 consistency proof between tree sizes `old` and `new`.
+    pub fn consistency_proof(&self, old: u64, new: Option<u64>) -> Result<ConsistencyProof> {
+        let ledger_size = self.size()?;
+        let new = new.unwrap_or(ledger_size);
+        if new > ledger_size {
+            return Err(LedgerError::BadSize {
+                size: new,
+                ledger_size,
+            });
+        }
+        if old == 0 || old > new {
+            return Err(LedgerError::BadSize {
+                size: old,
+                ledger_size: new,
+            });
+        }
+        let src = DbNodes(&self.conn);
+        let path = merkle::consistency_proof(&src, old, new).map_err(merkle_err)?;
+        Ok(ConsistencyProof {
+            old_size: old,
+            new_size: new,
+            old_root: merkle::root(&src, old).map_err(merkle_err)?,
+            new_root: merkle::root(&src, new).map_err(merkle_err)?,
+            path,
+        })
+    }
+
+    /// Signs and stores a checkpoint of the current tree; returns the signed note.
+    pub fn checkpoint(&mut self) -> Result<StoredCheckpoint> {
+        let signer = self.signer()?;
+        self.checkpoint_with(&signer)
+    }
+
+    /// Signs and stores a checkpoint with a signer already loaded.
+    pub fn checkpoint_with(&mut self, signer: &Signer) -> Result<StoredCheckpoint> {
+        // Read size and root inside one read transaction so they agree.
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let size = tree_size(&tx)?;
+        if let Some(existing) = tx
+            .query_row(
+                "SELECT size, root, note FROM checkpoint WHERE size = ?1",
+                [size as i64],
+                checkpoint_row,
+            )
+            .optional()?
+        {
+            return existing;
+        }
+        let root = merkle::root(&DbNodes(&tx), size).map_err(merkle_err)?;
+        let cp = Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root,
+            extensions: Vec::new(),
+        };
+        let note = cp.sign(signer);
+        tx.execute(
+            "INSERT INTO checkpoint(size, root, note) VALUES (?1, ?2, ?3)",
+            params![size as i64, &root[..], note],
+        )?;
+        tx.commit()?;
+        Ok(StoredCheckpoint { size, root, note })
+    }
+
+    /// The latest stored checkpoint.
+    pub fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
+        self.conn
+            .query_row(
+                "SELECT size, root, note FROM checkpoint ORDER BY size DESC LIMIT 1",
+                [],
+                checkpoint_row,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    /// Streams stored checkpoints in size order.
+    pub fn for_each_checkpoint(
+        &self,
+        mut f: impl FnMut(StoredCheckpoint) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT size, root, note FROM checkpoint ORDER BY size")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            f(checkpoint_row(row)??)?;
+        }
+        Ok(())
+    }
+
+    /// A stored Merkle node, if present.
+    pub fn stored_node(&self, level: u32, idx: u64) -> Result<Option<Hash>> {
+        stored_node(&self.conn, level, idx)
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))
+}
+
+fn merkle_err<E: std::fmt::Display>(e: E) -> LedgerError {
+    LedgerError::Damaged(format!("merkle tree: {e}"))
+}
+
+fn stored_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredEntry>> {
+    let seq: i64 = row.get(0)?;
+    let body: String = row.get(1)?;
+    let leaf: Vec<u8> = row.get(2)?;
+    Ok(match <[u8; 32]>::try_from(leaf.as_slice()) {
+        Ok(leaf_hash) => Ok(StoredEntry {
+            seq: seq as u64,
+            body,
+            leaf_hash,
+        }),
+        Err(_) => Err(LedgerError::Damaged(format!(
+            "entry {seq} has a stored leaf hash of {} bytes",
+            leaf.len()
+        ))),
+    })
+}
+
+fn checkpoint_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredCheckpoint>> {
+    let size: i64 = row.get(0)?;
+    let root: Vec<u8> = row.get(1)?;
+    let note: String = row.get(2)?;
+    Ok(match <[u8; 32]>::try_from(root.as_slice()) {
+        Ok(root) => Ok(StoredCheckpoint {
+            size: size as u64,
+            root,
+            note,
+        }),
+        Err(_) => Err(LedgerError::Damaged(format!(
+            "checkpoint at size {size} has a root of {} bytes",
+            root.len()
+        ))),
+    })
+}
+
+fn tree_size(conn: &Connection) -> Result<u64> {
+    let max: Option<i64> = conn.query_row("SELECT max(seq) FROM entry", [], |r| r.get(0))?;
+    Ok(max.map_or(0, |m| m as u64 + 1))
+}
+
+fn stored_node(conn: &Connection, level: u32, idx: u64) -> Result<Option<Hash>> {
+    let h: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT hash FROM merkle_node WHERE level = ?1 AND idx = ?2",
+            params![level, idx as i64],
+            |r| r.get(0),
+        )
+        .optional()?;
+    h.map(|h| {
+        <[u8; 32]>::try_from(h.as_slice())
+            .map_err(|_| LedgerError::Damaged(format!("merkle node ({level}, {idx}) is malformed")))
+    })
+    .transpose()
+}
+
+/// Merkle nodes read from the database.
+pub(crate) struct DbNodes<'c>(pub(crate) &'c Connection);
+
+impl NodeSource for DbNodes<'_> {
+    type Error = LedgerError;
+
+    fn leaves(&self, lo: u64, hi: u64) -> Result<Vec<Hash>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT leaf_hash FROM entry WHERE seq >= ?1 AND seq < ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![lo as i64, hi as i64], |r| r.get::<_, Vec<u8>>(0))?;
+        collect_hashes(rows, hi - lo, || format!("leaves {lo}..{hi}"))
+    }
+
+    fn stored_nodes(&self, level: u32, lo: u64, hi: u64) -> Result<Vec<Hash>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT hash FROM merkle_node WHERE level = ?1 AND idx >= ?2 AND idx < ?3 ORDER BY idx",
+        )?;
+        let rows = stmt.query_map(params![level, lo as i64, hi as i64], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })?;
+        collect_hashes(rows, hi - lo, || format!("merkle nodes at level {level}, {lo}..{hi}"))
+    }
+}
+
+fn collect_hashes(
+    rows: impl Iterator<Item = rusqlite::Result<Vec<u8>>>,
+    expected: u64,
+    what: impl Fn() -> String,
+) -> Result<Vec<Hash>> {
+    let mut out = Vec::with_capacity(expected.min(1 << 16) as usize);
+    for row in rows {
+        let h = row?;
+        out.push(
+            <[u8; 32]>::try_from(h.as_slice())
+                .map_err(|_| LedgerError::Damaged(format!("{} has a malformed hash", what())))?,
+        );
+    }
+    if out.len() as u64 != expected {
+        return Err(LedgerError::Damaged(format!("{} are missing", what())));
+    }
+    Ok(out)
+}
+
+/// An open write transaction: entries appended here and projection rows written through
+/// [`WriteTx::conn`] commit together or not at all. Dropping it without `commit` rolls back.
+pub struct WriteTx<'c> {
+    tx: rusqlite::Transaction<'c>,
+    next_seq: u64,
+    prev: Hash,
+    last_ts: String,
+    appended: Vec<Appended>,
+}
+
+impl<'c> WriteTx<'c> {
+    fn begin(conn: &'c mut Connection) -> Result<WriteTx<'c>> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tail: Option<(i64, Vec<u8>, String)> = tx
+            .query_row(
+                "SELECT seq, leaf_hash, json_extract(body, '$.ts') FROM entry ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let (next_seq, prev, last_ts) = match tail {
+            None => (0, [0u8; 32], String::new()),
+            Some((seq, leaf, ts)) => {
+                let leaf = <[u8; 32]>::try_from(leaf.as_slice()).map_err(|_| {
+                    LedgerError::Damaged(format!("entry {seq} has a malformed leaf hash"))
+                })?;
+                (seq as u64 + 1, leaf, ts)
+            }
+        };
+        Ok(WriteTx {
+            tx,
+            next_seq,
+            prev,
+            last_ts,
+            appended: Vec::new(),
+        })
+    }
+
+    /// The connection inside the transaction, for projection reads and writes.
+    pub fn conn(&self) -> &Connection {
+        &self.tx
+    }
+
+    /// The seq the next appended entry will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Entries appended so far in this transaction.
+    pub fn appended(&self) -> &[Appended] {
+        &self.appended
+    }
+
+    /// Appends one entry (seq, ts and prev are assigned here) and returns it.
+    pub fn append(&mut self, e: NewEntry) -> Result<Appended> {
+        e.validate()?;
+        let mut ts = entry::now_ts();
+        if ts < self.last_ts {
+            ts = self.last_ts.clone();
+        }
+        let seq = self.next_seq;
+        let prev = if seq == 0 {
+            ZERO_PREV.to_owned()
+        } else {
+            entry::hex_hash(&self.prev)
+        };
+        let full = Entry {
+            v: entry::FORMAT_VERSION,
+            seq,
+            ts: ts.clone(),
+            kind: e.kind,
+            actor: e.actor,
+            subject: e.subject,
+            data: e.data,
+            prev,
+        };
+        let bytes = full.canonical_bytes()?;
+        let leaf = entry::leaf_hash(&bytes);
+        // INVARIANT: canonical bytes are produced from Rust strings, so they are UTF-8.
+        let body = String::from_utf8(bytes)
+            .map_err(|_| LedgerError::Damaged("canonical bytes are not UTF-8".into()))?;
+        {
+            let mut stmt = self.tx.prepare_cached(
+                "INSERT INTO entry(seq, body, leaf_hash, kind, subject, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            stmt.execute(params![
+                seq as i64,
+                body,
+                &leaf[..],
+                full.kind,
+                full.subject,
+                full.actor.user
+            ])?;
+        }
+        self.next_seq = seq + 1;
+        self.prev = leaf;
+        self.last_ts = ts.clone();
+        self.store_completed_nodes(self.next_seq)?;
+        let a = Appended {
+            seq,
+            leaf_hash: leaf,
+            ts,
+        };
+        self.appended.push(a.clone());
+        Ok(a)
+    }
+
+    /// After the tree reached `size`, stores every complete subtree that just completed at a
+    /// level that is a multiple of [`TILE_HEIGHT`].
+    fn store_completed_nodes(&self, size: u64) -> Result<()> {
+        let mut level = TILE_HEIGHT;
+        while level < 64 && size % (1u64 << level) == 0 {
+            let width = 1u64 << level;
+            let idx = size / width - 1;
+            let h = merkle::subtree_hash(&DbNodes(&self.tx), idx * width, size).map_err(merkle_err)?;
+            let mut stmt = self
+                .tx
+                .prepare_cached("INSERT INTO merkle_node(level, idx, hash) VALUES (?1, ?2, ?3)")?;
+            stmt.execute(params![level, idx as i64, &h[..]])?;
+            level += TILE_HEIGHT;
+        }
+        Ok(())
+    }
+
+    /// Commits entries and projection writes together (durable on return: WAL with
+    /// `synchronous=FULL`).
+    pub fn commit(self) -> Result<Vec<Appended>> {
+        self.tx.commit()?;
+        Ok(self.appended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn new_ledger() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::init(&dir.path().join("d"), "test.example/ledger", Actor::cli("admin"))
+            .unwrap();
+        (dir, l)
+    }
+
+    fn e(i: u64) -> NewEntry {
+        NewEntry::new("test.event", &format!("thing/{i}"), Actor::cli("u1"), json!({"i": i}))
+            .unwrap()
+    }
+
+    #[test]
+    fn init_writes_genesis_and_checkpoint() {
+        let (_d, l) = new_ledger();
+        assert_eq!(l.size().unwrap(), 1);
+        let g = Entry::parse(l.entry(0).unwrap().body.as_bytes()).unwrap();
+        assert_eq!(g.kind, GENESIS_KIND);
+        assert_eq!(g.prev, ZERO_PREV);
+        assert_eq!(g.data["vkey"], json!(l.verifier_key().to_string()));
+        let cp = l.latest_checkpoint().unwrap().unwrap();
+        assert_eq!(cp.size, 1);
+        assert_eq!(cp.root, merkle::leaf_hash(l.entry(0).unwrap().body.as_bytes()));
+    }
+
+    #[test]
+    fn fail_init_twice_and_open_missing() {
+        let (d, _l) = new_ledger();
+        let err = Ledger::init(&d.path().join("d"), "x", Actor::cli("a")).err().unwrap();
+        assert!(matches!(err, LedgerError::AlreadyExists(_)));
+        let err = Ledger::open(&d.path().join("nothing")).err().unwrap();
+        assert!(matches!(err, LedgerError::NotFound(_)));
+        assert!(err.is_input());
+    }
+
+    #[test]
+    fn chain_links_and_stored_nodes_match_naive_root() {
+        let (_d, mut l) = new_ledger();
+        let mut w = l.write().unwrap();
+        for i in 0..700 {
+            w.append(e(i)).unwrap();
+        }
+        w.commit().unwrap();
+        assert_eq!(l.size().unwrap(), 701);
+        let mut leaves = Vec::new();
+        let mut prev = ZERO_PREV.to_owned();
+        l.for_each_entry(0, None, |s| {
+            let parsed = Entry::parse(s.body.as_bytes()).unwrap();
+            assert_eq!(parsed.prev, prev);
+            assert_eq!(s.leaf_hash, merkle::leaf_hash(s.body.as_bytes()));
+            prev = entry::hex_hash(&s.leaf_hash);
+            leaves.push(s.leaf_hash);
+            Ok(())
+        })
+        .unwrap();
+        // Two level-8 nodes completed (256 and 512 leaves).
+        assert!(l.stored_node(8, 0).unwrap().is_some());
+        assert!(l.stored_node(8, 1).unwrap().is_some());
+        assert!(l.stored_node(8, 2).unwrap().is_none());
+        let mem = merkle::MemTree::new(leaves.clone());
+        for size in [1u64, 255, 256, 257, 512, 600, 701] {
+            assert_eq!(l.root(size).unwrap(), merkle::root(&mem, size).unwrap());
+        }
+        let p = l.inclusion_proof(300, None).unwrap();
+        assert!(merkle::verify_inclusion(&p.leaf_hash, 300, 701, &p.path, &p.root));
+        let c = l.consistency_proof(257, Some(701)).unwrap();
+        assert!(merkle::verify_consistency(257, 701, &c.old_root, &c.new_root, &c.path));
+    }
+
+    #[test]
+    fn fail_triggers_refuse_update_and_delete() {
+        let (_d, l) = new_ledger();
+        for sql in [
+            "UPDATE entry SET body = 'x' WHERE seq = 0",
+            "DELETE FROM entry WHERE seq = 0",
+            "DELETE FROM checkpoint",
+            "UPDATE ledger_meta SET value = 'x'",
+        ] {
+            let err = l.conn().execute(sql, []).unwrap_err();
+            assert!(err.to_string().contains("append-only") || err.to_string().contains("write-once"), "{sql}: {err}");
+        }
+        assert_eq!(l.size().unwrap(), 1);
+    }
+
+    #[test]
+    fn dropped_write_rolls_back() {
+        let (_d, mut l) = new_ledger();
+        {
+            let mut w = l.write().unwrap();
+            w.append(e(1)).unwrap();
+        }
+        assert_eq!(l.size().unwrap(), 1);
+    }
+
+    #[test]
+    fn query_filters_by_kind_subject_actor_and_time() {
+        let (_d, mut l) = new_ledger();
+        l.append(e(1)).unwrap();
+        l.append(NewEntry::new("other.event", "thing/1", Actor::cli("u2"), json!({})).unwrap())
+            .unwrap();
+        let collect = |f: LogFilter| {
+            let mut v = Vec::new();
+            l.query(&f, |e| {
+                v.push(e.seq);
+                Ok(())
+            })
+            .unwrap();
+            v
+        };
+        assert_eq!(collect(LogFilter { kind: Some("test.event".into()), ..Default::default() }), vec![1]);
+        assert_eq!(collect(LogFilter { kind: Some("other.*".into()), ..Default::default() }), vec![2]);
+        assert_eq!(collect(LogFilter { subject: Some("thing/1".into()), ..Default::default() }), vec![1, 2]);
+        assert_eq!(collect(LogFilter { actor: Some("u2".into()), ..Default::default() }), vec![2]);
+        assert_eq!(collect(LogFilter { since: Some("2999-01-01T00:00:00.000Z".into()), ..Default::default() }), Vec::<u64>::new());
+        assert_eq!(collect(LogFilter { until: Some("2000-01-01T00:00:00.000Z".into()), ..Default::default() }), Vec::<u64>::new());
+        assert_eq!(collect(LogFilter { since: Some("2000-01-01T00:00:00.000Z".into()), ..Default::default() }), vec![0, 1, 2]);
+    }
+}

@@ -1,0 +1,407 @@
+//! Verification of a stored ledger in one streaming pass and constant memory.
+//!
+//! Checks, in seq order: contiguous `seq`, canonical bytes, stored leaf hash, `prev` links,
+//! non-decreasing timestamps, the genesis entry, every stored Merkle node, every stored
+//! checkpoint (signature and root), and optionally an external checkpoint that detects
+//! truncation and rollback. Stops at the first problem and names its seq.
+//!
+//! Verification only reads; recording the result is the caller's choice.
+
+use serde::Serialize;
+
+use super::canonical;
+use super::checkpoint;
+use super::entry::{self, Entry, GENESIS_KIND, ZERO_PREV};
+use super::merkle::{self, Hash, RootBuilder};
+use super::note::VerifierKey;
+use super::store::{Ledger, LedgerError, StoredCheckpoint, TILE_HEIGHT};
+
+/// What to verify besides the stored ledger.
+#[derive(Default)]
+pub struct VerifyOptions<'a> {
+    /// A signed checkpoint held elsewhere (detects truncation and rollback).
+    pub checkpoint: Option<&'a str>,
+    /// The key to trust instead of the one the ledger names (from the party committee).
+    pub vkey: Option<&'a VerifierKey>,
+    /// Called with every entry that passed, in order (projection replay).
+    pub observer: Option<&'a mut dyn FnMut(&Entry) -> Result<(), String>>,
+}
+
+/// The first problem found.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Failure {
+    /// The first seq that is bad (for a range, its first seq).
+    pub seq: u64,
+    /// Last seq of the range the problem is confined to, when it cannot be narrowed further.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq_end: Option<u64>,
+    /// A stable code: `missing`, `seq`, `parse`, `canonical`, `leaf_hash`, `prev`, `ts`,
+    /// `genesis`, `merkle_node`, `checkpoint_signature`, `checkpoint_root`, `truncated`,
+    /// `key`, `observer`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Result of a verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub origin: String,
+    pub size: u64,
+    /// Root of the whole tree as verified (hex), when the pass got to the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    pub checkpoints_verified: u64,
+    pub external_checkpoint: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+fn fail(seq: u64, code: &'static str, message: String) -> Failure {
+    Failure {
+        seq,
+        seq_end: None,
+        code,
+        message,
+    }
+}
+
+/// Verifies the ledger. `Err` only for storage errors; tampering is a report with `ok: false`.
+pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyReport, LedgerError> {
+    let size = ledger.size()?;
+    let trusted = opts.vkey.cloned().unwrap_or_else(|| ledger.verifier_key().clone());
+    let mut report = VerifyReport {
+        ok: false,
+        origin: ledger.origin().to_owned(),
+        size,
+        root: None,
+        checkpoints_verified: 0,
+        external_checkpoint: None,
+        failure: None,
+    };
+
+    // The stored key must be the trusted one and the local signing key's.
+    if ledger.verifier_key() != &trusted {
+        report.failure = Some(fail(
+            0,
+            "key",
+            "the ledger's verifier key is not the trusted key".into(),
+        ));
+        return Ok(report);
+    }
+    if let Ok(signer) = ledger.signer() {
+        if signer.verifier_key() != trusted {
+            report.failure = Some(fail(0, "key", "the signing key does not match the ledger's verifier key".into()));
+            return Ok(report);
+        }
+    }
+
+    // The external checkpoint first: it is the only defence against truncation.
+    let external = match opts.checkpoint {
+        None => None,
+        Some(text) => match checkpoint::open_checkpoint(text, &trusted) {
+            Err(e) => {
+                report.failure = Some(fail(0, "checkpoint_signature", format!("the given checkpoint does not verify: {e}")));
+                return Ok(report);
+            }
+            Ok(cp) if cp.origin != ledger.origin() => {
+                report.failure = Some(fail(
+                    0,
+                    "checkpoint_signature",
+                    format!("the given checkpoint is for `{}`, not `{}`", cp.origin, ledger.origin()),
+                ));
+                return Ok(report);
+            }
+            Ok(cp) => Some(cp),
+        },
+    };
+    if let Some(cp) = &external {
+        report.external_checkpoint = Some(cp.size);
+        if cp.size > size {
+            report.failure = Some(Failure {
+                seq: size,
+                seq_end: Some(cp.size - 1),
+                code: "truncated",
+                message: format!(
+                    "the ledger has {size} entries but the given checkpoint commits to {}: entries {size}..{} are missing",
+                    cp.size,
+                    cp.size - 1
+                ),
+            });
+            return Ok(report);
+        }
+    }
+
+    let mut checkpoints = Vec::new();
+    ledger.for_each_checkpoint(|c| {
+        checkpoints.push((c.size, c.root));
+        Ok(())
+    })?;
+    // Only sizes and roots are kept; notes are checked one at a time below.
+    let mut cp_iter = checkpoints.into_iter().peekable();
+    let mut checked_external = false;
+
+    let mut builder = RootBuilder::new();
+    let mut expected_seq = 0u64;
+    let mut prev_hash: Option<Hash> = None;
+    let mut last_ts = String::new();
+    let mut last_good_cp = 0u64;
+    let mut failure: Option<Failure> = None;
+    let observer = &mut opts.observer;
+
+    // Checks a tree size boundary: stored checkpoints and the external one at this size.
+    let mut boundary = |size_now: u64,
+                        root: &Hash,
+                        cp_iter: &mut std::iter::Peekable<std::vec::IntoIter<(u64, Hash)>>,
+                        last_good_cp: &mut u64,
+                        report: &mut VerifyReport|
+     -> Result<Option<Failure>, LedgerError> {
+        while let Some(&(cp_size, _)) = cp_iter.peek() {
+            if cp_size != size_now {
+                break;
+            }
+            cp_iter.next();
+            let stored = stored_checkpoint(ledger, cp_size)?;
+            match checkpoint::open_checkpoint(&stored.note, &trusted) {
+                Err(e) => {
+                    return Ok(Some(fail(
+                        cp_size.saturating_sub(1),
+                        "checkpoint_signature",
+                        format!("stored checkpoint at size {cp_size} does not verify: {e}"),
+                    )))
+                }
+                Ok(cp) if cp.size != cp_size || cp.origin != ledger.origin() => {
+                    return Ok(Some(fail(
+                        cp_size.saturating_sub(1),
+                        "checkpoint_signature",
+                        format!("stored checkpoint at size {cp_size} is signed for another tree"),
+                    )))
+                }
+                Ok(cp) if &cp.root != root => {
+                    return Ok(Some(Failure {
+                        seq: *last_good_cp,
+                        seq_end: Some(cp_size - 1),
+                        code: "checkpoint_root",
+                        message: format!(
+                            "entries {}..{} do not match the signed checkpoint at size {cp_size}: the tree was rewritten after that checkpoint was signed",
+                            *last_good_cp,
+                            cp_size - 1
+                        ),
+                    }))
+                }
+                Ok(_) => {
+                    *last_good_cp = cp_size;
+                    report.checkpoints_verified += 1;
+                }
+            }
+        }
+        if let Some(cp) = &external {
+            if cp.size == size_now {
+                checked_external = true;
+                if &cp.root != root {
+                    return Ok(Some(Failure {
+                        seq: *last_good_cp,
+                        seq_end: Some(cp.size - 1),
+                        code: "checkpoint_root",
+                        message: format!(
+                            "entries {}..{} do not match the given checkpoint at size {}: the ledger was rewritten or rolled back",
+                            *last_good_cp,
+                            cp.size - 1,
+                            cp.size
+                        ),
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    };
+
+    let mut stmt = ledger
+        .conn()
+        .prepare("SELECT seq, body, leaf_hash FROM entry ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let body: String = row.get(1)?;
+        let stored_leaf: Vec<u8> = row.get(2)?;
+        let seq = seq as u64;
+        if seq != expected_seq {
+            failure = Some(fail(
+                expected_seq,
+                "missing",
+                format!("entry {expected_seq} is missing (the next stored entry is {seq})"),
+            ));
+            break;
+        }
+        let leaf = merkle::leaf_hash(body.as_bytes());
+        let parsed =
+            match check_entry(seq, &body, &leaf, &stored_leaf, prev_hash.as_ref(), &last_ts, ledger) {
+                Ok(p) => p,
+                Err(f) => {
+                    failure = Some(f);
+                    break;
+                }
+            };
+        if let Some(obs) = observer.as_mut() {
+            if let Err(msg) = obs(&parsed) {
+                failure = Some(fail(seq, "observer", msg));
+                break;
+            }
+        }
+        last_ts = parsed.ts;
+        prev_hash = Some(leaf);
+        for (level, idx, hash) in builder.push(leaf) {
+            if level % TILE_HEIGHT != 0 {
+                continue;
+            }
+            match ledger.stored_node(level, idx)? {
+                Some(h) if h == hash => {}
+                Some(_) => {
+                    failure = Some(fail(
+                        idx << level,
+                        "merkle_node",
+                        format!("stored Merkle node ({level}, {idx}) does not match entries {}..{}", idx << level, ((idx + 1) << level) - 1),
+                    ));
+                }
+                None => {
+                    failure = Some(fail(
+                        idx << level,
+                        "merkle_node",
+                        format!("stored Merkle node ({level}, {idx}) is missing"),
+                    ));
+                }
+            }
+        }
+        if failure.is_some() {
+            break;
+        }
+        expected_seq = seq + 1;
+        let root = builder.root();
+        if let Some(f) = boundary(expected_seq, &root, &mut cp_iter, &mut last_good_cp, &mut report)? {
+            failure = Some(f);
+            break;
+        }
+    }
+    drop(rows);
+    drop(stmt);
+
+    if failure.is_none() {
+        if let Some((cp_size, _)) = cp_iter.next() {
+            failure = Some(Failure {
+                seq: expected_seq,
+                seq_end: Some(cp_size - 1),
+                code: "truncated",
+                message: format!(
+                    "a stored checkpoint commits to {cp_size} entries but the ledger has {expected_seq}: entries {expected_seq}..{} are missing",
+                    cp_size - 1
+                ),
+            });
+        } else if let (Some(cp), false) = (&external, checked_external) {
+            // Size 0 can never match a non-empty checkpoint; any other case was handled.
+            failure = Some(fail(0, "checkpoint_root", format!("the given checkpoint of size {} was not reached", cp.size)));
+        }
+    }
+    if failure.is_none() {
+        report.root = Some(entry::hex_hash(&builder.root()));
+    }
+    report.ok = failure.is_none();
+    report.failure = failure;
+    Ok(report)
+}
+
+fn stored_checkpoint(ledger: &Ledger, size: u64) -> Result<StoredCheckpoint, LedgerError> {
+    ledger
+        .conn()
+        .query_row(
+            "SELECT note FROM checkpoint WHERE size = ?1",
+            [size as i64],
+            |r| r.get::<_, String>(0),
+        )
+        .map(|note| StoredCheckpoint {
+            size,
+            root: [0; 32],
+            note,
+        })
+        .map_err(LedgerError::from)
+}
+
+/// The checks on one entry that need only it, its predecessor's hash and timestamp.
+fn check_entry(
+    seq: u64,
+    body: &str,
+    leaf: &Hash,
+    stored_leaf: &[u8],
+    prev_hash: Option<&Hash>,
+    last_ts: &str,
+    ledger: &Ledger,
+) -> Result<Entry, Failure> {
+    if stored_leaf != leaf.as_slice() {
+        return Err(fail(
+            seq,
+            "leaf_hash",
+            format!("entry {seq} was changed: its bytes no longer match its recorded hash"),
+        ));
+    }
+    let parsed = match Entry::parse(body.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return Err(fail(seq, "parse", format!("entry {seq} does not parse: {e}"))),
+    };
+    if parsed.seq != seq {
+        return Err(fail(
+            seq,
+            "seq",
+            format!("entry at position {seq} says it is entry {}: entries were reordered", parsed.seq),
+        ));
+    }
+    match serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| canonical::to_canonical_vec(&v).ok())
+    {
+        Some(c) if c == body.as_bytes() => {}
+        _ => {
+            return Err(fail(
+                seq,
+                "canonical",
+                format!("entry {seq} is not in RFC 8785 canonical form"),
+            ))
+        }
+    }
+    if parsed.v != entry::FORMAT_VERSION {
+        return Err(fail(seq, "parse", format!("entry {seq} has unknown format version {}", parsed.v)));
+    }
+    let expected_prev = match prev_hash {
+        None => ZERO_PREV.to_owned(),
+        Some(h) => entry::hex_hash(h),
+    };
+    if parsed.prev != expected_prev {
+        return Err(fail(
+            seq.saturating_sub(1),
+            "prev",
+            format!(
+                "entry {seq} does not link to entry {}: `prev` differs from that entry's hash",
+                seq.saturating_sub(1)
+            ),
+        ));
+    }
+    if !entry::valid_ts(&parsed.ts) {
+        return Err(fail(seq, "ts", format!("entry {seq} has a malformed timestamp")));
+    }
+    if parsed.ts.as_str() < last_ts {
+        return Err(fail(
+            seq,
+            "ts",
+            format!("entry {seq} is dated {} before entry {} ({last_ts})", parsed.ts, seq - 1),
+        ));
+    }
+    if (seq == 0) != (parsed.kind == GENESIS_KIND) {
+        return Err(fail(seq, "genesis", format!("entry {seq}: only entry 0 is, and must be, `{GENESIS_KIND}`")));
+    }
+    if seq == 0
+        && (parsed.data.get("origin").and_then(|v| v.as_str()) != Some(ledger.origin())
+            || parsed.data.get("vkey").and_then(|v| v.as_str())
+                != Some(ledger.verifier_key().to_string().as_str()))
+    {
+        return Err(fail(0, "genesis", "the genesis entry does not name this ledger's origin and key".into()));
+    }
+    Ok(parsed)
+}
