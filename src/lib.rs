@@ -5,5 +5,8 @@
 //!
 //! - [`ledger`]: the append-only, hash-chained ledger (RFC 8785 entries, RFC 6962 Merkle
 //!   tree, C2SP signed checkpoints) on SQLite. It knows nothing of party records.
+//! - [`records`]: party record types, their flat canonical form and diffs, masking of
+//!   sensitive fields, and the parsing of CSV / JSON Lines import files.
 
 pub mod ledger;
+pub mod records;
