@@ -210,10 +210,10 @@ pub fn check_against_checkpoint(
     let cp = checkpoint::open_checkpoint(note, key)
         .map_err(|e| ProofError::Checkpoint(e.to_string()))?;
     let (size, root) = proof.tree();
-    if cp.size != size || cp.root != root {
+    if cp.size() != size || cp.root() != &root {
         return Err(ProofError::Checkpoint(format!(
             "the proof is for a tree of size {size}, the checkpoint commits to size {} with another root",
-            cp.size
+            cp.size()
         )));
     }
     Ok(cp)

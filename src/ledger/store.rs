@@ -14,7 +14,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::json;
 
-use super::checkpoint::{self, Checkpoint};
+use super::checkpoint::Checkpoint;
 use super::entry::{self, Actor, Entry, EntryError, NewEntry, GENESIS_KIND, ZERO_PREV};
 use super::keys;
 use super::merkle::{self, Hash, NodeSource};
@@ -535,13 +535,11 @@ impl Ledger {
             return existing;
         }
         let root = merkle::root(&DbNodes(&tx), size).map_err(merkle_err)?;
-        let cp = Checkpoint {
-            origin: self.origin.clone(),
-            size,
-            root,
-            extensions: Vec::new(),
-        };
-        let note = cp.sign(signer);
+        let cp = Checkpoint::new(&self.origin, size, root)
+            .map_err(|e| LedgerError::Damaged(format!("checkpoint: {e}")))?;
+        let note = cp
+            .sign(signer)
+            .map_err(|e| LedgerError::Damaged(format!("signing the checkpoint: {e}")))?;
         tx.execute(
             "INSERT INTO checkpoint(size, root, note) VALUES (?1, ?2, ?3)",
             params![size as i64, &root[..], note],

@@ -104,11 +104,11 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
                 report.failure = Some(fail(0, "checkpoint_signature", format!("the given checkpoint does not verify: {e}")));
                 return Ok(report);
             }
-            Ok(cp) if cp.origin != ledger.origin() => {
+            Ok(cp) if cp.origin() != ledger.origin() => {
                 report.failure = Some(fail(
                     0,
                     "checkpoint_signature",
-                    format!("the given checkpoint is for `{}`, not `{}`", cp.origin, ledger.origin()),
+                    format!("the given checkpoint is for `{}`, not `{}`", cp.origin(), ledger.origin()),
                 ));
                 return Ok(report);
             }
@@ -116,16 +116,16 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
         },
     };
     if let Some(cp) = &external {
-        report.external_checkpoint = Some(cp.size);
-        if cp.size > size {
+        report.external_checkpoint = Some(cp.size());
+        if cp.size() > size {
             report.failure = Some(Failure {
                 seq: size,
-                seq_end: Some(cp.size - 1),
+                seq_end: Some(cp.size() - 1),
                 code: "truncated",
                 message: format!(
                     "the ledger has {size} entries but the given checkpoint commits to {}: entries {size}..{} are missing",
-                    cp.size,
-                    cp.size - 1
+                    cp.size(),
+                    cp.size() - 1
                 ),
             });
             return Ok(report);
@@ -170,14 +170,14 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
                         format!("stored checkpoint at size {cp_size} does not verify: {e}"),
                     )))
                 }
-                Ok(cp) if cp.size != cp_size || cp.origin != ledger.origin() => {
+                Ok(cp) if cp.size() != cp_size || cp.origin() != ledger.origin() => {
                     return Ok(Some(fail(
                         cp_size.saturating_sub(1),
                         "checkpoint_signature",
                         format!("stored checkpoint at size {cp_size} is signed for another tree"),
                     )))
                 }
-                Ok(cp) if &cp.root != root => {
+                Ok(cp) if cp.root() != root => {
                     return Ok(Some(Failure {
                         seq: *last_good_cp,
                         seq_end: Some(cp_size - 1),
@@ -196,18 +196,18 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
             }
         }
         if let Some(cp) = &external {
-            if cp.size == size_now {
+            if cp.size() == size_now {
                 checked_external = true;
-                if &cp.root != root {
+                if cp.root() != root {
                     return Ok(Some(Failure {
                         seq: *last_good_cp,
-                        seq_end: Some(cp.size - 1),
+                        seq_end: Some(cp.size() - 1),
                         code: "checkpoint_root",
                         message: format!(
                             "entries {}..{} do not match the given checkpoint at size {}: the ledger was rewritten or rolled back",
                             *last_good_cp,
-                            cp.size - 1,
-                            cp.size
+                            cp.size() - 1,
+                            cp.size()
                         ),
                     }));
                 }
@@ -298,7 +298,7 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
             });
         } else if let (Some(cp), false) = (&external, checked_external) {
             // Size 0 can never match a non-empty checkpoint; any other case was handled.
-            failure = Some(fail(0, "checkpoint_root", format!("the given checkpoint of size {} was not reached", cp.size)));
+            failure = Some(fail(0, "checkpoint_root", format!("the given checkpoint of size {} was not reached", cp.size())));
         }
     }
     if failure.is_none() {
