@@ -5,5 +5,8 @@
 //!
 //! - [`ledger`]: the append-only, hash-chained ledger (RFC 8785 entries, RFC 6962 Merkle
 //!   tree, C2SP signed checkpoints) on SQLite. It knows nothing of party records.
+//! - [`policy`]: Cedar access policy: who may read or change which record, decided
+//!   from the projection; policy tests; the masking decision.
 
 pub mod ledger;
+pub mod policy;
