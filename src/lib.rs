@@ -7,6 +7,9 @@
 //!   tree, C2SP signed checkpoints) on SQLite. It knows nothing of party records.
 //! - [`records`]: party record types, their flat canonical form and diffs, masking of
 //!   sensitive fields, and the parsing of CSV / JSON Lines import files.
+//! - [`policy`]: Cedar access policy: who may read or change which record, decided
+//!   from the projection; policy tests; the masking decision.
 
 pub mod ledger;
+pub mod policy;
 pub mod records;
