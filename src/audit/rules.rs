@@ -479,7 +479,7 @@ fn denial_finding(cfg: &AccessConfig, user: &str, ep: &Episode) -> Found {
             severity: d.rule.severity,
             subject: user_subject(user),
             message: format!(
-                "user `{user}` was denied {} times within {} minutes ({} denials from {} to {})",
+                "user `{user}` had {} requests denied within {} minutes ({} denials from {} to {})",
                 ep.peak,
                 d.window_minutes,
                 ep.requests,
@@ -508,7 +508,7 @@ fn off_hours_finding(cfg: &AccessConfig, user: &str, d: &DayTotal) -> Found {
             severity: cfg.off_hours.severity,
             subject: user_subject(user),
             message: format!(
-                "user `{user}` asked for member data {} times outside working hours on {} (from {} to {})",
+                "user `{user}` made {} requests for member data outside working hours on {} (from {} to {})",
                 d.requests,
                 d.date,
                 local(h, d.first),
@@ -561,7 +561,7 @@ fn admin_finding(cfg: &AccessConfig, user: &str, a: &AdminTotal) -> Found {
             severity: cfg.admin_member_read.rule.severity,
             subject: user_subject(user),
             message: format!(
-                "administrator `{user}` asked for member data {} times ({} allowed)",
+                "administrator `{user}` made {} requests for member data ({} allowed)",
                 a.requests, a.allowed
             ),
             values: json!({

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod ledger;
+mod policy;
 
 /// Exit code of a negative answer (tampering found, proof invalid, findings, access denied).
 pub const EXIT_NO: u8 = 1;
@@ -51,6 +52,15 @@ pub enum Command {
     /// Verify proofs offline, without a ledger.
     #[command(subcommand)]
     Proof(ledger::ProofCommand),
+    /// Access policy: validate a policy set, run its test cases.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Access decisions: ask the policy (recorded), import a platform access log.
+    #[command(subcommand)]
+    Access(policy::AccessCommand),
+    /// Audits over the ledger: accesses that look like leakage.
+    #[command(subcommand)]
+    Audit(policy::AuditCommand),
 }
 
 /// A failed command: what to print and the exit code.
@@ -111,6 +121,9 @@ fn run(cli: Cli) -> CmdResult {
         Command::Checkpoint(a) => ledger::checkpoint(&data, a),
         Command::Prove(a) => ledger::prove(&data, a),
         Command::Proof(a) => ledger::proof(a),
+        Command::Policy(a) => policy::policy(a),
+        Command::Access(a) => policy::access(&data, a),
+        Command::Audit(a) => policy::audit(&data, a),
     }
 }
 
