@@ -524,3 +524,255 @@ fn dormant_accounts(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Actor, NewEntry};
+    use crate::policy::record::import_access_log;
+    use crate::policy::{Authorizer, Policies};
+    use rules::{BULK_READ, OFF_HOURS};
+
+    /// A ledger with C1 > B1, B2; members M0..M299 in B1, N0..N9 in B2; users of each role.
+    fn ledger() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let l = Ledger::init(
+            &dir.path().join("d"),
+            "test.example/ledger",
+            Actor::cli("admin"),
+        )
+        .expect("init");
+        let c = l.conn();
+        c.execute_batch(include_str!("../records/schema.sql"))
+            .expect("schema");
+        c.execute_batch(
+            "INSERT INTO org (org_id, name, kind, parent_id, last_seq) VALUES
+               ('C1','C1','committee',NULL,0), ('B1','B1','branch','C1',0),
+               ('B2','B2','branch','C1',0);
+             INSERT INTO user (user_id, role, org_id, member_id, disabled, last_seq) VALUES
+               ('dept','org_dept','C1',NULL,0,0), ('p1','provider','B1',NULL,0,0),
+               ('sys','sysadmin',NULL,NULL,0,0), ('idle','provider','B2',NULL,0,0),
+               ('off','provider','B1',NULL,1,0);",
+        )
+        .expect("rows");
+        for i in 0..300 {
+            c.execute(
+                "INSERT INTO member (member_id, org_id, last_seq) VALUES (?1, 'B1', 0)",
+                [format!("M{i}")],
+            )
+            .expect("member");
+        }
+        for i in 0..10 {
+            c.execute(
+                "INSERT INTO member (member_id, org_id, last_seq) VALUES (?1, 'B2', 0)",
+                [format!("N{i}")],
+            )
+            .expect("member");
+        }
+        (dir, l)
+    }
+
+    fn import(l: &mut Ledger, lines: &[String]) {
+        let a = Authorizer::new(Policies::embedded().expect("p"), l.conn()).expect("a");
+        let text = lines.join("\n");
+        import_access_log(l, &a, &text, Actor::cli("officer")).expect("import");
+    }
+
+    /// A read by `user` of `resource` at `hh:mm:ss` Shanghai time on 2026-10-`day`.
+    fn line(user: &str, action: &str, resource: &str, day: u32, hms: &str) -> String {
+        format!(
+            r#"{{"at":"2026-10-{day:02}T{hms}+08:00","user":"{user}","action":"{action}","resource":"{resource}"}}"#
+        )
+    }
+
+    fn opts() -> AuditOptions {
+        AuditOptions {
+            since: parse_time("2026-10-01T00:00:00+08:00"),
+            until: parse_time("2026-10-31T23:59:59+08:00"),
+            user: None,
+            now: Utc::now(),
+        }
+    }
+
+    fn quiet() -> AccessConfig {
+        let mut c = AccessConfig::embedded().expect("cfg");
+        c.dormant_account.rule.enabled = false;
+        c
+    }
+
+    fn pairs(r: &AuditReport) -> Vec<(String, String)> {
+        r.findings
+            .iter()
+            .map(|f| (f.subject.clone(), f.rule.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn bulk_read_found_across_two_imports_out_of_order() {
+        let (_d, mut l) = ledger();
+        // Second half imported first: the user's accesses reach the ledger out of order.
+        let mins = |range: std::ops::Range<usize>| -> Vec<String> {
+            range
+                .map(|i| {
+                    line(
+                        "dept",
+                        "read",
+                        &format!("member/M{i}"),
+                        14,
+                        &format!("10:0{}:{:02}", i / 60, i % 60),
+                    )
+                })
+                .collect()
+        };
+        import(&mut l, &mins(60..120));
+        import(&mut l, &mins(0..60));
+        let r = audit_access(&l, &quiet(), &opts()).expect("audit");
+        assert_eq!(r.decisions, 120);
+        assert_eq!(
+            pairs(&r),
+            [("user/dept".to_string(), BULK_READ.to_string())]
+        );
+        assert_eq!(r.findings[0].values["members"], 120);
+        assert_eq!(r.findings[0].values["first"], "2026-10-14T02:00:00.000Z");
+    }
+
+    #[test]
+    fn period_is_judged_by_event_time_and_user_filter() {
+        let (_d, mut l) = ledger();
+        import(
+            &mut l,
+            &[
+                line("p1", "read", "member/M1", 14, "23:00:00"),
+                line("p1", "read", "member/M2", 1, "07:00:00"),
+                line("dept", "read", "member/M3", 14, "22:00:00"),
+            ],
+        );
+        let mut o = opts();
+        o.since = parse_time("2026-10-02T00:00:00+08:00");
+        let r = audit_access(&l, &quiet(), &o).expect("audit");
+        assert_eq!(r.decisions, 2);
+        assert_eq!(
+            pairs(&r),
+            [
+                ("user/dept".to_string(), OFF_HOURS.to_string()),
+                ("user/p1".to_string(), OFF_HOURS.to_string())
+            ]
+        );
+        o.user = Some("p1".into());
+        let r = audit_access(&l, &quiet(), &o).expect("audit");
+        assert_eq!(r.decisions, 1);
+        assert_eq!(r.users, 1);
+        assert_eq!(pairs(&r), [("user/p1".to_string(), OFF_HOURS.to_string())]);
+    }
+
+    #[test]
+    fn self_approval_needs_change_and_approval_by_the_same_user() {
+        let (_d, mut l) = ledger();
+        let change = |user: &str, subject: &str| {
+            NewEntry::new(
+                "member.update",
+                subject,
+                Actor::cli(user),
+                json!({"changes": {"education": ["a", "b"]}}),
+            )
+            .expect("entry")
+        };
+        l.append(change("dept", "member/M1")).expect("append");
+        l.append(change("p1", "member/M2")).expect("append");
+        import(
+            &mut l,
+            &[
+                // dept changed M1 and approves it: a finding.
+                line("dept", "approve", "member/M1", 14, "10:00:00"),
+                line("dept", "approve", "member/M1", 14, "10:30:00"),
+                // p1 changed M2, dept approves it: fine.
+                line("dept", "approve", "member/M2", 14, "11:00:00"),
+                // dept updates M3 through the platform, then approves it: a finding.
+                line("dept", "update", "member/M3", 15, "10:00:00"),
+                line("dept", "approve", "member/M3", 15, "11:00:00"),
+                // p1 is not allowed to approve: a denied approval is no finding.
+                line("p1", "approve", "member/M2", 15, "11:00:00"),
+            ],
+        );
+        let r = audit_access(&l, &quiet(), &opts()).expect("audit");
+        let sa: Vec<&Finding> = r
+            .findings
+            .iter()
+            .filter(|f| f.rule == SELF_APPROVAL)
+            .collect();
+        assert_eq!(sa.len(), 2, "{:?}", r.findings);
+        assert_eq!(sa[0].subject, "user/dept");
+        assert_eq!(sa[0].values["record"], "member/M1");
+        assert_eq!(sa[0].values["approvals"], 2);
+        assert_eq!(sa[0].values["changes"], json!(["member.update"]));
+        assert_eq!(sa[1].values["record"], "member/M3");
+        assert_eq!(sa[1].values["changes"], json!(["access.decision"]));
+        assert_eq!(sa[0].severity, Severity::Error);
+    }
+
+    #[test]
+    fn dormant_accounts_are_enabled_users_without_activity() {
+        let (_d, mut l) = ledger();
+        import(
+            &mut l,
+            &[
+                line("dept", "read", "member/M1", 14, "10:00:00"),
+                line("p1", "read", "member/M1", 14, "10:00:00"),
+                // sys was active, but before the 90 days up to 2026-10-31.
+                format!(
+                    r#"{{"at":"2026-07-01T10:00:00+08:00","user":"sys","action":"manage_users","resource":"system"}}"#
+                ),
+            ],
+        );
+        let mut c = AccessConfig::embedded().expect("cfg");
+        c.sensitive_export.enabled = false;
+        let r = audit_access(&l, &c, &opts()).expect("audit");
+        assert_eq!(
+            pairs(&r),
+            [
+                ("user/idle".to_string(), DORMANT_ACCOUNT.to_string()),
+                ("user/sys".to_string(), DORMANT_ACCOUNT.to_string())
+            ]
+        );
+        assert_eq!(r.findings[0].values["days"], 90);
+        // A longer window sees sys's access.
+        c.dormant_account.days = 200;
+        let r = audit_access(&l, &c, &opts()).expect("audit");
+        assert_eq!(
+            pairs(&r),
+            [("user/idle".to_string(), DORMANT_ACCOUNT.to_string())]
+        );
+        // An account created in the window is not dormant.
+        l.append(
+            NewEntry::new("user.create", "user/idle", Actor::cli("sys"), json!({})).expect("entry"),
+        )
+        .expect("append");
+        let mut o = opts();
+        o.until = None;
+        o.now = Utc::now();
+        o.since = None;
+        let r = audit_access(&l, &c, &o).expect("audit");
+        assert!(
+            !pairs(&r).contains(&("user/idle".to_string(), DORMANT_ACCOUNT.to_string())),
+            "{:?}",
+            r.findings
+        );
+    }
+
+    #[test]
+    fn fail_unreadable_decisions_are_counted_not_fatal() {
+        let (_d, mut l) = ledger();
+        l.append(
+            NewEntry::new(
+                DECISION_KIND,
+                "member/M1",
+                Actor::cli("dept"),
+                json!({"x": 1}),
+            )
+            .expect("entry"),
+        )
+        .expect("append");
+        let r = audit_access(&l, &quiet(), &AuditOptions::all()).expect("audit");
+        assert_eq!((r.decisions, r.unreadable), (0, 1));
+    }
+}
