@@ -5,5 +5,8 @@
 //!
 //! - [`ledger`]: the append-only, hash-chained ledger (RFC 8785 entries, RFC 6962 Merkle
 //!   tree, C2SP signed checkpoints) on SQLite. It knows nothing of party records.
+//! - [`synth`]: a deterministic generator of realistic party records with injected defects
+//!   and the findings they must produce.
 
 pub mod ledger;
+pub mod synth;
