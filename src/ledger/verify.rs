@@ -16,6 +16,9 @@ use super::merkle::{self, Hash, RootBuilder};
 use super::note::VerifierKey;
 use super::store::{Ledger, LedgerError, StoredCheckpoint, TILE_HEIGHT};
 
+/// A callback that sees every entry that passed, in order; `Err` stops verification there.
+pub type Observer<'a> = &'a mut dyn FnMut(&Entry) -> Result<(), String>;
+
 /// What to verify besides the stored ledger.
 #[derive(Default)]
 pub struct VerifyOptions<'a> {
@@ -24,7 +27,7 @@ pub struct VerifyOptions<'a> {
     /// The key to trust instead of the one the ledger names (from the party committee).
     pub vkey: Option<&'a VerifierKey>,
     /// Called with every entry that passed, in order (projection replay).
-    pub observer: Option<&'a mut dyn FnMut(&Entry) -> Result<(), String>>,
+    pub observer: Option<Observer<'a>>,
 }
 
 /// The first problem found.
