@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod ledger;
+mod synth;
 
 /// Exit code of a negative answer (tampering found, proof invalid, findings, access denied).
 pub const EXIT_NO: u8 = 1;
@@ -51,6 +52,8 @@ pub enum Command {
     /// Verify proofs offline, without a ledger.
     #[command(subcommand)]
     Proof(ledger::ProofCommand),
+    /// Write a deterministic synthetic organisation as import files.
+    Synth(synth::SynthArgs),
 }
 
 /// A failed command: what to print and the exit code.
@@ -111,6 +114,7 @@ fn run(cli: Cli) -> CmdResult {
         Command::Checkpoint(a) => ledger::checkpoint(&data, a),
         Command::Prove(a) => ledger::prove(&data, a),
         Command::Proof(a) => ledger::proof(a),
+        Command::Synth(a) => synth::synth(a),
     }
 }
 
@@ -137,4 +141,15 @@ pub fn read_input_file(path: &std::path::Path) -> Result<String, CliError> {
         .map_err(|e| CliError::input(anyhow::anyhow!("cannot read `{}`: {e}", path.display())))?;
     String::from_utf8(bytes)
         .map_err(|_| CliError::input(anyhow::anyhow!("`{}` is not UTF-8 text", path.display())))
+}
+
+/// Parses a `YYYY-MM-DD` date given on the command line.
+pub fn parse_date(s: &str) -> Result<chrono::NaiveDate, CliError> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| CliError::input(anyhow::anyhow!("invalid date `{s}`: expected YYYY-MM-DD")))
+}
+
+/// Today's date in Asia/Shanghai (UTC+8, no daylight saving since 1991).
+pub fn today_shanghai() -> chrono::NaiveDate {
+    (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive()
 }
