@@ -9,7 +9,10 @@
 //!   sensitive fields, and the parsing of CSV / JSON Lines import files.
 //! - [`policy`]: Cedar access policy: who may read or change which record, decided
 //!   from the projection; policy tests; the masking decision.
+//! - [`synth`]: a deterministic generator of realistic party records with injected defects
+//!   and the findings they must produce.
 
 pub mod ledger;
 pub mod policy;
 pub mod records;
+pub mod synth;

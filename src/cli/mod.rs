@@ -22,7 +22,7 @@ pub const EXIT_STORAGE: u8 = 3;
 #[command(name = "djaudit", version, about, long_about = None)]
 pub struct Cli {
     /// Data directory of the ledger.
-    #[arg(long, global = true, env = "DJAUDIT_DATA", default_value = "djaudit-data")]
+    #[arg(long, env = "DJAUDIT_DATA", default_value = "djaudit-data")]
     pub data: PathBuf,
     #[command(subcommand)]
     pub command: Command,
