@@ -318,3 +318,253 @@ fn text_id(row: &[Value]) -> String {
         Some(Value::Null) | None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Actor, Ledger};
+    use crate::records::import::import;
+    use crate::records::parse::ImportOptions;
+    use serde_json::json;
+
+    fn entry(seq: u64, kind: &str, subject: &str, data: serde_json::Value) -> Entry {
+        Entry {
+            v: 1,
+            seq,
+            ts: "2026-11-28T05:25:39.123Z".into(),
+            kind: kind.into(),
+            actor: Actor::cli("u"),
+            subject: subject.into(),
+            data,
+            prev: crate::ledger::entry::ZERO_PREV.into(),
+        }
+    }
+
+    /// A ledger with imported members and dues, replayed from its stored entries.
+    fn imported() -> (tempfile::TempDir, Ledger, Replay) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::init(
+            &dir.path().join("d"),
+            "test.example/ledger",
+            Actor::cli("a"),
+        )
+        .unwrap();
+        let files = [
+            (
+                RecordKind::Member,
+                "m.csv",
+                "member_id,name,phone\nM1,张三,13900000001\nM2,李四,\n",
+            ),
+            (
+                RecordKind::Member,
+                "m2.csv",
+                "member_id,phone\nM2,13900000002\n",
+            ),
+            (
+                RecordKind::Dues,
+                "d.csv",
+                "member_id,month,amount\nM1,2026-01,10\nM1,2026-01,12.5\n",
+            ),
+        ];
+        for (kind, name, text) in files {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            import(
+                &mut l,
+                kind,
+                &p,
+                ImportOptions::default(),
+                &Actor::cli("u"),
+                &mut |_| {},
+            )
+            .unwrap();
+        }
+        let mut r = Replay::new().unwrap();
+        l.for_each_entry(0, None, |s| {
+            r.apply(&Entry::parse(s.body.as_bytes()).unwrap()).unwrap();
+            Ok(())
+        })
+        .unwrap();
+        (dir, l, r)
+    }
+
+    #[test]
+    fn replay_of_imports_matches_the_projection() {
+        let (_d, l, r) = imported();
+        // 2 member creates, 1 update, 2 dues records (the batches are not record entries).
+        assert_eq!(r.applied(), 5);
+        assert_eq!(r.compare(l.conn()).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn fail_compare_names_every_differing_record() {
+        let (_d, l, r) = imported();
+        let c = l.conn();
+        c.execute(
+            "UPDATE member SET name = 'x', last_seq = 99 WHERE member_id = 'M1'",
+            [],
+        )
+        .unwrap();
+        c.execute(
+            "UPDATE dues SET amount = 11 WHERE dues_id = 'M1/2026-01#2'",
+            [],
+        )
+        .unwrap();
+        c.execute("DELETE FROM member WHERE member_id = 'M2'", [])
+            .unwrap();
+        c.execute(
+            "INSERT INTO user (user_id, role, disabled, last_seq) VALUES ('u9', 'auditor', 0, 3)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            r.compare(c).unwrap(),
+            [
+                "member/M1: fields name, last_seq differ",
+                "member/M2: missing from the projection",
+                "dues/M1/2026-01#2: field amount differs",
+                "user/u9: not in the ledger",
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_projection_tables_count_as_empty() {
+        let r = Replay::new().unwrap();
+        let other = Connection::open_in_memory().unwrap();
+        assert!(r.compare(&other).unwrap().is_empty());
+        let mut r = Replay::new().unwrap();
+        r.apply(&entry(
+            1,
+            "org.create",
+            "org/B1",
+            json!({"record": {"org_id": "B1", "name": "一支部", "kind": "branch"}}),
+        ))
+        .unwrap();
+        assert_eq!(
+            r.compare(&other).unwrap(),
+            ["org/B1: missing from the projection"]
+        );
+    }
+
+    #[test]
+    fn create_update_remove_replay() {
+        let mut r = Replay::new().unwrap();
+        r.apply(&entry(
+            1,
+            "user.create",
+            "user/u1",
+            json!({"record": {"user_id": "u1", "role": "auditor", "disabled": false}}),
+        ))
+        .unwrap();
+        r.apply(&entry(
+            2,
+            "user.update",
+            "user/u1",
+            json!({"changes": {"disabled": [false, true]}}),
+        ))
+        .unwrap();
+        r.apply(&entry(3, "note.test", "user/u1", json!({"anything": 1})))
+            .unwrap();
+        r.apply(&entry(
+            4,
+            "user.remove",
+            "user/u1",
+            json!({"record": {"user_id": "u1", "role": "auditor", "disabled": true}}),
+        ))
+        .unwrap();
+        assert_eq!(r.applied(), 3);
+        assert!(projection::get(&r.conn, RecordKind::User, "u1")
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn fail_entries_that_do_not_apply() {
+        let org = json!({"record": {"org_id": "B1", "name": "一支部", "kind": "branch"}});
+        let cases: Vec<(Entry, &str)> = vec![
+            (
+                entry(2, "org.dissolve", "org/B1", json!({})),
+                "unknown record entry kind",
+            ),
+            (
+                entry(2, "org.create", "org/B1", org.clone()),
+                "already exists",
+            ),
+            (
+                entry(2, "org.create", "org/B2", org.clone()),
+                "does not name the record",
+            ),
+            (
+                entry(
+                    2,
+                    "org.update",
+                    "org/B1",
+                    json!({"changes": {"name": ["二支部", "三支部"]}}),
+                ),
+                "not its old value",
+            ),
+            (
+                entry(
+                    2,
+                    "org.update",
+                    "org/B1",
+                    json!({"changes": {"kind": ["branch", "支部"]}}),
+                ),
+                "field `kind`",
+            ),
+            (
+                entry(
+                    2,
+                    "org.update",
+                    "org/B9",
+                    json!({"changes": {"name": ["a", "b"]}}),
+                ),
+                "does not exist",
+            ),
+            (
+                entry(2, "org.update", "org/B1", json!({"changes": {}})),
+                "at least one field",
+            ),
+            (
+                entry(2, "org.update", "org/B1", json!({"record": {}})),
+                "exactly the member `changes`",
+            ),
+            (
+                entry(
+                    2,
+                    "org.remove",
+                    "org/B1",
+                    json!({"record": {"org_id": "B1", "name": "x", "kind": "branch"}}),
+                ),
+                "not its current ones",
+            ),
+            (
+                entry(
+                    2,
+                    "user.create",
+                    "user/u1",
+                    json!({"record": {"user_id": "u1", "role": "auditor"}}),
+                ),
+                "canonical flat form",
+            ),
+            (
+                entry(
+                    2,
+                    "dues.record",
+                    "dues/M1/2026-01",
+                    json!({"record": {"dues_id": "M1/2026-02", "member_id": "M1", "month": "2026-01", "amount": 1}}),
+                ),
+                "key fields",
+            ),
+        ];
+        for (e, why) in cases {
+            let mut r = Replay::new().unwrap();
+            r.apply(&entry(1, "org.create", "org/B1", org.clone()))
+                .unwrap();
+            let err = r.apply(&e).unwrap_err().to_string();
+            assert!(err.contains(why), "{} {}: {err}", e.kind, e.data);
+            assert_eq!(r.applied(), 1);
+        }
+    }
+}
