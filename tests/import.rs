@@ -346,6 +346,16 @@ fn history_shows_each_change_with_its_actor_masked() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("13900000013") && !text.contains("230102199001011234"));
 
+    let log = stdout(&t.run(&["log", "--subject", "member/M1", "--json"]));
+    assert!(
+        log.contains(r#""phone":["139****0012","139****0013"]"#),
+        "{log}"
+    );
+    assert!(
+        !log.contains("13900000013") && !log.contains("4500"),
+        "{log}"
+    );
+
     let human = stdout(&t.run(&["record", "history", "member/M1"]));
     assert!(human.contains("by u-b (import)"), "{human}");
     assert!(
