@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod ledger;
+mod records;
 mod synth;
 
 /// Exit code of a negative answer (tampering found, proof invalid, findings, access denied).
@@ -52,6 +53,13 @@ pub enum Command {
     /// Verify proofs offline, without a ledger.
     #[command(subcommand)]
     Proof(ledger::ProofCommand),
+    /// Import a file of records: one entry per real change, all or nothing.
+    Import(records::ImportArgs),
+    /// Compare a snapshot file with the projection without changing it; exit 1 if they differ.
+    Reconcile(records::ReconcileArgs),
+    /// Show, trace or export party records.
+    #[command(subcommand)]
+    Record(records::RecordCommand),
     /// Write a deterministic synthetic organisation as import files.
     Synth(synth::SynthArgs),
 }
@@ -114,6 +122,9 @@ fn run(cli: Cli) -> CmdResult {
         Command::Checkpoint(a) => ledger::checkpoint(&data, a),
         Command::Prove(a) => ledger::prove(&data, a),
         Command::Proof(a) => ledger::proof(a),
+        Command::Import(a) => records::import(&data, a),
+        Command::Reconcile(a) => records::reconcile(&data, a),
+        Command::Record(c) => records::record(&data, c),
         Command::Synth(a) => synth::synth(a),
     }
 }
