@@ -33,8 +33,12 @@ fn main() {
 
     // Bulk append through the ledger (canonical JSON, hashing, chain, Merkle nodes, SQLite).
     let input = entries(n);
-    let mut ledger = Ledger::init(&dir.path().join("l"), "bench.example/ledger", Actor::system("system"))
-        .expect("init");
+    let mut ledger = Ledger::init(
+        &dir.path().join("l"),
+        "bench.example/ledger",
+        Actor::system("system"),
+    )
+    .expect("init");
     let (_, t_append) = timed(|| {
         for chunk in input.chunks(100_000) {
             let mut w = ledger.write().expect("write");
@@ -56,7 +60,8 @@ fn main() {
         .expect("read back");
     let mut raw = rusqlite::Connection::open(dir.path().join("raw.db")).expect("raw db");
     raw.pragma_update(None, "journal_mode", "WAL").expect("wal");
-    raw.pragma_update(None, "synchronous", "FULL").expect("sync");
+    raw.pragma_update(None, "synchronous", "FULL")
+        .expect("sync");
     raw.execute_batch(
         "CREATE TABLE entry (seq INTEGER PRIMARY KEY, body TEXT NOT NULL, leaf_hash BLOB NOT NULL,
          kind TEXT NOT NULL, subject TEXT NOT NULL, actor TEXT NOT NULL);
@@ -68,11 +73,14 @@ fn main() {
             let tx = raw.transaction().expect("tx");
             {
                 let mut st = tx
-                    .prepare("INSERT INTO entry VALUES (?1, ?2, ?3, 'member.update', ?4, 'u-import')")
+                    .prepare(
+                        "INSERT INTO entry VALUES (?1, ?2, ?3, 'member.update', ?4, 'u-import')",
+                    )
                     .expect("prepare");
                 for (seq, body, leaf) in chunk {
                     let subject = format!("member/M{:07}", seq % 100_000);
-                    st.execute(params![seq, body, leaf, subject]).expect("insert");
+                    st.execute(params![seq, body, leaf, subject])
+                        .expect("insert");
                 }
             }
             tx.commit().expect("commit");
@@ -99,7 +107,11 @@ fn main() {
     reset_peak_rss();
     let (report, t_verify) = timed(|| verify(&ledger, VerifyOptions::default()).expect("verify"));
     let peak = peak_rss_kib();
-    assert!(report.ok, "benchmark ledger must verify: {:?}", report.failure);
+    assert!(
+        report.ok,
+        "benchmark ledger must verify: {:?}",
+        report.failure
+    );
     let size = ledger.size().expect("size");
 
     // Inclusion proofs at the full size.
@@ -114,7 +126,13 @@ fn main() {
         }
     });
     let p = ledger.inclusion_proof(size / 3, None).expect("proof");
-    assert!(merkle::verify_inclusion(&p.leaf_hash, p.leaf_index, p.tree_size, &p.path, &p.root));
+    assert!(merkle::verify_inclusion(
+        &p.leaf_hash,
+        p.leaf_index,
+        p.tree_size,
+        &p.path,
+        &p.root
+    ));
 
     println!();
     println!("| path | measured | baseline (same run) | ratio |");

@@ -12,8 +12,11 @@
 //! - [`audit`]: access anomaly detection over the recorded decisions (bulk reads,
 //!   off-hours access, denial bursts, sensitive exports, self-approval, administrators
 //!   reading member data, dormant accounts).
+//! - [`synth`]: a deterministic generator of realistic party records with injected defects
+//!   and the findings they must produce.
 
 pub mod audit;
 pub mod ledger;
 pub mod policy;
 pub mod records;
+pub mod synth;

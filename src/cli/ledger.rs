@@ -12,6 +12,8 @@ use djaudit::ledger::proof::{self, Proof};
 use djaudit::ledger::store::LogFilter;
 use djaudit::ledger::verify::{self, VerifyOptions, VerifyReport};
 use djaudit::ledger::{Actor, Entry, Ledger, NewEntry};
+use djaudit::records::mask::mask_json_in_place;
+use djaudit::records::replay::Replay;
 use serde_json::json;
 
 use super::{print_json, read_input_file, CliError, CmdResult, EXIT_NO};
@@ -19,8 +21,20 @@ use super::{print_json, read_input_file, CliError, CmdResult, EXIT_NO};
 /// Kinds that djaudit writes itself; `append` refuses them so the projection and the scans
 /// stay derivable from the ledger.
 const RESERVED_PREFIXES: &[&str] = &[
-    "ledger.", "member.", "org.", "dues.", "meeting.", "transfer.", "user.", "access.",
-    "policy.", "scan.", "key.", "import.", "token.", "report.",
+    "ledger.",
+    "member.",
+    "org.",
+    "dues.",
+    "meeting.",
+    "transfer.",
+    "user.",
+    "access.",
+    "policy.",
+    "scan.",
+    "key.",
+    "import.",
+    "token.",
+    "report.",
 ];
 
 #[derive(Debug, Args)]
@@ -48,7 +62,13 @@ pub struct AppendArgs {
     #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
     pub subject: Option<String>,
     /// A JSON object, or `@FILE` to read it from a file.
-    #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+    #[arg(
+        long = "data",
+        id = "entry_data",
+        value_name = "JSON",
+        required_unless_present = "batch",
+        conflicts_with = "batch"
+    )]
     pub data: Option<String>,
     /// Append many entries from a JSON Lines file of `{"kind","subject","data"}` objects,
     /// committed in chunks; each committed chunk is reported on stdout.
@@ -192,7 +212,9 @@ pub fn append(data: &Path, a: AppendArgs) -> CmdResult {
         return append_batch(data, batch, a.chunk.max(1), actor);
     }
     let (Some(kind), Some(subject), Some(raw)) = (&a.kind, &a.subject, &a.data) else {
-        return Err(CliError::input(anyhow!("--kind, --subject and --data are required")));
+        return Err(CliError::input(anyhow!(
+            "--kind, --subject and --data are required"
+        )));
     };
     check_free_kind(kind)?;
     let text = match raw.strip_prefix('@') {
@@ -201,12 +223,16 @@ pub fn append(data: &Path, a: AppendArgs) -> CmdResult {
     };
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| CliError::input(anyhow!("invalid JSON in --data: {e}")))?;
-    let entry = NewEntry::new(kind, subject, actor, value)
-        .map_err(|e| CliError::input(anyhow!("{e}")))?;
+    let entry =
+        NewEntry::new(kind, subject, actor, value).map_err(|e| CliError::input(anyhow!("{e}")))?;
     let mut ledger = Ledger::open(data)?;
     let appended = ledger.append(entry)?;
     ledger.checkpoint()?;
-    println!("appended entry {} ({})", appended.seq, hex_hash(&appended.leaf_hash));
+    println!(
+        "appended entry {} ({})",
+        appended.seq,
+        hex_hash(&appended.leaf_hash)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -225,7 +251,8 @@ fn append_batch(data: &Path, path: &Path, chunk: usize, actor: Actor) -> CmdResu
         .map_err(|e| CliError::input(anyhow!("cannot read `{}`: {e}", path.display())))?;
     let mut entries = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| CliError::input(anyhow!("{}:{}: {e}", path.display(), i + 1)))?;
+        let line =
+            line.map_err(|e| CliError::input(anyhow!("{}:{}: {e}", path.display(), i + 1)))?;
         if line.trim().is_empty() {
             continue;
         }
@@ -252,7 +279,11 @@ fn append_batch(data: &Path, path: &Path, chunk: usize, actor: Actor) -> CmdResu
         }
     }
     let cp = ledger.checkpoint()?;
-    println!("appended {} entries; ledger size {}", entries.len(), cp.size);
+    println!(
+        "appended {} entries; ledger size {}",
+        entries.len(),
+        cp.size
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -282,8 +313,16 @@ fn time_bound(value: &str, end_of_day: bool) -> Result<String, CliError> {
 pub fn log(data: &Path, a: LogArgs) -> CmdResult {
     let ledger = Ledger::open(data)?;
     let filter = LogFilter {
-        since: a.since.as_deref().map(|s| time_bound(s, false)).transpose()?,
-        until: a.until.as_deref().map(|s| time_bound(s, true)).transpose()?,
+        since: a
+            .since
+            .as_deref()
+            .map(|s| time_bound(s, false))
+            .transpose()?,
+        until: a
+            .until
+            .as_deref()
+            .map(|s| time_bound(s, true))
+            .transpose()?,
         kind: a.kind,
         subject: a.subject,
         actor: a.actor,
@@ -291,7 +330,8 @@ pub fn log(data: &Path, a: LogArgs) -> CmdResult {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let io = |e: std::io::Error| djaudit::ledger::LedgerError::Damaged(format!("writing output: {e}"));
+    let io =
+        |e: std::io::Error| djaudit::ledger::LedgerError::Damaged(format!("writing output: {e}"));
     if a.json {
         write!(out, "[").map_err(|e| CliError::storage(io(e)))?;
         let mut first = true;
@@ -333,12 +373,13 @@ pub fn export(data: &Path, a: ExportArgs) -> CmdResult {
     }
     let to = a.to.map(|t| t.saturating_add(1));
     let mut out: Box<dyn Write> = match &a.out {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| {
-            CliError::input(anyhow!("cannot write `{}`: {e}", p.display()))
-        })?)),
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+            |e| CliError::input(anyhow!("cannot write `{}`: {e}", p.display())),
+        )?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let io = |e: std::io::Error| djaudit::ledger::LedgerError::Damaged(format!("writing output: {e}"));
+    let io =
+        |e: std::io::Error| djaudit::ledger::LedgerError::Damaged(format!("writing output: {e}"));
     ledger.for_each_entry(a.from, to, |s| {
         out.write_all(s.body.as_bytes()).map_err(io)?;
         out.write_all(b"\n").map_err(io)
@@ -362,7 +403,11 @@ pub fn verify(data: &Path, a: VerifyArgs) -> CmdResult {
     let mut ledger = Ledger::open(data)?;
     let checkpoint = a.checkpoint.as_deref().map(read_input_file).transpose()?;
     let vkey = a.vkey.as_deref().map(read_vkey).transpose()?;
-    let mut replay: Option<Replay> = if a.replay { Some(Replay::new()?) } else { None };
+    let mut replay: Option<Replay> = if a.replay {
+        Some(Replay::new_in(ledger.dir())?)
+    } else {
+        None
+    };
     let mut observer = |e: &Entry| match replay.as_mut() {
         Some(r) => r.apply(e).map_err(|err| err.to_string()),
         None => Ok(()),
@@ -400,7 +445,10 @@ pub fn verify(data: &Path, a: VerifyArgs) -> CmdResult {
             if d.is_empty() {
                 println!("replay: the projection matches the ledger");
             } else {
-                println!("replay: the projection differs from the ledger in {} records:", d.len());
+                println!(
+                    "replay: the projection differs from the ledger in {} records:",
+                    d.len()
+                );
                 for diff in d.iter().take(50) {
                     println!("  {diff}");
                 }
@@ -486,15 +534,17 @@ pub fn proof(c: ProofCommand) -> CmdResult {
         entry,
     } = c;
     let text = read_input_file(&file)?;
-    let p = Proof::parse(&text)
-        .map_err(|e| CliError::input(anyhow!("`{}`: {e}", file.display())))?;
+    let p =
+        Proof::parse(&text).map_err(|e| CliError::input(anyhow!("`{}`: {e}", file.display())))?;
     if !p.verify() {
         println!("invalid: the proof does not verify");
         return Ok(ExitCode::from(EXIT_NO));
     }
     if let Some(entry_path) = &entry {
         let Proof::Inclusion(ip) = &p else {
-            return Err(CliError::input(anyhow!("--entry goes with an inclusion proof")));
+            return Err(CliError::input(anyhow!(
+                "--entry goes with an inclusion proof"
+            )));
         };
         let line = read_input_file(entry_path)?;
         let line = line.strip_suffix('\n').unwrap_or(&line);
@@ -512,31 +562,21 @@ pub fn proof(c: ProofCommand) -> CmdResult {
                 return Ok(ExitCode::from(EXIT_NO));
             }
             let (size, root) = p.tree();
-            println!("valid: proof verifies and ends in the signed checkpoint of size {size} ({})", hex_hash(&root));
+            println!(
+                "valid: proof verifies and ends in the signed checkpoint of size {size} ({})",
+                hex_hash(&root)
+            );
         }
         (None, Some(_)) => {
             return Err(CliError::input(anyhow!("--vkey goes with --checkpoint")));
         }
         _ => {
             let (size, root) = p.tree();
-            println!("valid: proof verifies against root {} of tree size {size}", hex_hash(&root));
+            println!(
+                "valid: proof verifies against root {} of tree size {size}",
+                hex_hash(&root)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
 }
-
-
-// PENDING-RECORDS: replaced by the records module's replay and masking when it lands.
-struct Replay;
-impl Replay {
-    fn new() -> Result<Replay, CliError> {
-        Err(CliError::input(anyhow!("--replay needs the records module")))
-    }
-    fn apply(&mut self, _e: &Entry) -> Result<(), String> {
-        Ok(())
-    }
-    fn compare(self, _c: &rusqlite::Connection) -> Result<Vec<String>, CliError> {
-        Ok(Vec::new())
-    }
-}
-fn mask_json_in_place(_v: &mut serde_json::Value) {}

@@ -224,7 +224,7 @@ mod tests {
     use super::*;
 
     fn tree(n: u64) -> merkle::MemTree {
-        merkle::MemTree::new((0..n).map(|i| merkle::leaf_hash(&i.to_be_bytes())).collect())
+        merkle::MemTree::from_leaves((0..n).map(|i| merkle::leaf_hash(&i.to_be_bytes())))
     }
 
     fn inclusion(n: u64, i: u64) -> Proof {
@@ -263,24 +263,35 @@ mod tests {
         assert!(matches!(Proof::parse("[]"), Err(ProofError::Malformed(_))));
         assert!(matches!(Proof::parse("{"), Err(ProofError::Malformed(_))));
         assert!(matches!(Proof::parse("{}"), Err(ProofError::Malformed(_))));
-        let upper = good.replace(&good[good.find("\"root\":\"").unwrap() + 8..][..64], &good[good.find("\"root\":\"").unwrap() + 8..][..64].to_uppercase());
+        let upper = good.replace(
+            &good[good.find("\"root\":\"").unwrap() + 8..][..64],
+            &good[good.find("\"root\":\"").unwrap() + 8..][..64].to_uppercase(),
+        );
         if upper != good {
             assert!(matches!(Proof::parse(&upper), Err(ProofError::Hash { .. })));
         }
         let extra = good.replacen('{', "{\"extra\":1,", 1);
-        assert!(matches!(Proof::parse(&extra), Err(ProofError::Malformed(_))));
+        assert!(matches!(
+            Proof::parse(&extra),
+            Err(ProofError::Malformed(_))
+        ));
         let neg = good.replace("\"leaf_index\":5", "\"leaf_index\":-5");
         assert!(matches!(Proof::parse(&neg), Err(ProofError::Malformed(_))));
         let long = serde_json::json!({
             "leaf_index": 0, "tree_size": 1, "leaf_hash": "00".repeat(32), "root": "00".repeat(32),
             "path": vec!["00".repeat(32); 200]
         });
-        assert!(matches!(Proof::parse(&long.to_string()), Err(ProofError::PathTooLong(200))));
+        assert!(matches!(
+            Proof::parse(&long.to_string()),
+            Err(ProofError::PathTooLong(200))
+        ));
     }
 
     #[test]
     fn fail_mutated_proof_does_not_verify() {
-        let Proof::Inclusion(mut p) = inclusion(13, 5) else { unreachable!() };
+        let Proof::Inclusion(mut p) = inclusion(13, 5) else {
+            unreachable!()
+        };
         p.path[0][0] ^= 1;
         assert!(!p.verify());
     }

@@ -87,7 +87,9 @@ pub enum LedgerError {
     UnknownSeq { seq: u64, size: u64 },
     #[error("tree size {size} is out of range; the ledger has {ledger_size} entries")]
     BadSize { size: u64, ledger_size: u64 },
-    #[error("ledger database was written by a newer djaudit (schema {found}, this build knows {known})")]
+    #[error(
+        "ledger database was written by a newer djaudit (schema {found}, this build knows {known})"
+    )]
     NewerSchema { found: i64, known: i64 },
     #[error("ledger is damaged: {0}; run `djaudit verify`")]
     Damaged(String),
@@ -266,11 +268,9 @@ impl Ledger {
         let mut conn = connect(&db)?;
         migrate(&mut conn)?;
         let meta = |key: &str| -> Result<String> {
-            conn.query_row(
-                "SELECT value FROM ledger_meta WHERE key = ?1",
-                [key],
-                |r| r.get(0),
-            )
+            conn.query_row("SELECT value FROM ledger_meta WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
             .optional()?
             .ok_or_else(|| LedgerError::Damaged(format!("ledger metadata `{key}` is missing")))
         };
@@ -389,16 +389,19 @@ impl Ledger {
             None => u64::MAX,
         }
         .min(filter.to_seq.map_or(u64::MAX, |t| t.saturating_add(1)));
-        let mut sql = String::from(
-            "SELECT seq, body, leaf_hash FROM entry WHERE seq >= ?1 AND seq < ?2",
-        );
+        let mut sql =
+            String::from("SELECT seq, body, leaf_hash FROM entry WHERE seq >= ?1 AND seq < ?2");
         let mut args: Vec<rusqlite::types::Value> = vec![
             (from.min(i64::MAX as u64) as i64).into(),
             (to.min(i64::MAX as u64) as i64).into(),
         ];
         if let Some(k) = &filter.kind {
             if let Some(prefix) = k.strip_suffix(".*") {
-                sql.push_str(&format!(" AND substr(kind, 1, {}) = ?{}", prefix.len() + 1, args.len() + 1));
+                sql.push_str(&format!(
+                    " AND substr(kind, 1, {}) = ?{}",
+                    prefix.len() + 1,
+                    args.len() + 1
+                ));
                 args.push(format!("{prefix}.").into());
             } else {
                 sql.push_str(&format!(" AND kind = ?{}", args.len() + 1));
@@ -438,13 +441,17 @@ impl Ledger {
 
     fn partition_point(&self, mut before: impl FnMut(&str) -> bool) -> Result<u64> {
         let (mut lo, mut hi) = (0u64, self.size()?);
-        let mut stmt = self.conn.prepare(
-            "SELECT json_extract(body, '$.ts') FROM entry WHERE seq = ?1",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT json_extract(body, '$.ts') FROM entry WHERE seq = ?1")?;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let ts: Option<String> = stmt.query_row([mid as i64], |r| r.get(0)).optional()?.flatten();
-            let ts = ts.ok_or_else(|| LedgerError::Damaged(format!("entry {mid} has no timestamp")))?;
+            let ts: Option<String> = stmt
+                .query_row([mid as i64], |r| r.get(0))
+                .optional()?
+                .flatten();
+            let ts =
+                ts.ok_or_else(|| LedgerError::Damaged(format!("entry {mid} has no timestamp")))?;
             if before(&ts) {
                 lo = mid + 1;
             } else {
@@ -522,7 +529,9 @@ impl Ledger {
     /// Signs and stores a checkpoint with a signer already loaded.
     pub fn checkpoint_with(&mut self, signer: &Signer) -> Result<StoredCheckpoint> {
         // Read size and root inside one read transaction so they agree.
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let size = tree_size(&tx)?;
         if let Some(existing) = tx
             .query_row(
@@ -593,8 +602,15 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(io_err(dir))
 }
 
-fn merkle_err<E: std::fmt::Display>(e: E) -> LedgerError {
-    LedgerError::Damaged(format!("merkle tree: {e}"))
+fn merkle_err<E: std::error::Error>(e: E) -> LedgerError {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    LedgerError::Damaged(format!("merkle tree: {msg}"))
 }
 
 fn stored_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredEntry>> {
@@ -672,7 +688,9 @@ impl NodeSource for DbNodes<'_> {
         let rows = stmt.query_map(params![level, lo as i64, hi as i64], |r| {
             r.get::<_, Vec<u8>>(0)
         })?;
-        collect_hashes(rows, hi - lo, || format!("merkle nodes at level {level}, {lo}..{hi}"))
+        collect_hashes(rows, hi - lo, || {
+            format!("merkle nodes at level {level}, {lo}..{hi}")
+        })
     }
 }
 
@@ -809,7 +827,16 @@ impl<'c> WriteTx<'c> {
         while level < 64 && size % (1u64 << level) == 0 {
             let width = 1u64 << level;
             let idx = size / width - 1;
-            let h = merkle::subtree_hash(&DbNodes(&self.tx), idx * width, size).map_err(merkle_err)?;
+            // The node's children are the 256 leaves or stored nodes one tile level down.
+            let src = DbNodes(&self.tx);
+            let below = level - TILE_HEIGHT;
+            let children = if below == 0 {
+                src.leaves(idx * width, size)?
+            } else {
+                let w = 1u64 << below;
+                src.stored_nodes(below, idx * width / w, size / w)?
+            };
+            let h = merkle::MemTree::from_leaves(children).root();
             let mut stmt = self
                 .tx
                 .prepare_cached("INSERT INTO merkle_node(level, idx, hash) VALUES (?1, ?2, ?3)")?;
@@ -834,14 +861,23 @@ mod tests {
 
     fn new_ledger() -> (tempfile::TempDir, Ledger) {
         let dir = tempfile::tempdir().unwrap();
-        let l = Ledger::init(&dir.path().join("d"), "test.example/ledger", Actor::cli("admin"))
-            .unwrap();
+        let l = Ledger::init(
+            &dir.path().join("d"),
+            "test.example/ledger",
+            Actor::cli("admin"),
+        )
+        .unwrap();
         (dir, l)
     }
 
     fn e(i: u64) -> NewEntry {
-        NewEntry::new("test.event", &format!("thing/{i}"), Actor::cli("u1"), json!({"i": i}))
-            .unwrap()
+        NewEntry::new(
+            "test.event",
+            &format!("thing/{i}"),
+            Actor::cli("u1"),
+            json!({"i": i}),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -854,13 +890,18 @@ mod tests {
         assert_eq!(g.data["vkey"], json!(l.verifier_key().to_string()));
         let cp = l.latest_checkpoint().unwrap().unwrap();
         assert_eq!(cp.size, 1);
-        assert_eq!(cp.root, merkle::leaf_hash(l.entry(0).unwrap().body.as_bytes()));
+        assert_eq!(
+            cp.root,
+            merkle::leaf_hash(l.entry(0).unwrap().body.as_bytes())
+        );
     }
 
     #[test]
     fn fail_init_twice_and_open_missing() {
         let (d, _l) = new_ledger();
-        let err = Ledger::init(&d.path().join("d"), "x", Actor::cli("a")).err().unwrap();
+        let err = Ledger::init(&d.path().join("d"), "x", Actor::cli("a"))
+            .err()
+            .unwrap();
         assert!(matches!(err, LedgerError::AlreadyExists(_)));
         let err = Ledger::open(&d.path().join("nothing")).err().unwrap();
         assert!(matches!(err, LedgerError::NotFound(_)));
@@ -891,14 +932,58 @@ mod tests {
         assert!(l.stored_node(8, 0).unwrap().is_some());
         assert!(l.stored_node(8, 1).unwrap().is_some());
         assert!(l.stored_node(8, 2).unwrap().is_none());
-        let mem = merkle::MemTree::new(leaves.clone());
+        let mem = merkle::MemTree::from_leaves(leaves.clone());
         for size in [1u64, 255, 256, 257, 512, 600, 701] {
             assert_eq!(l.root(size).unwrap(), merkle::root(&mem, size).unwrap());
         }
         let p = l.inclusion_proof(300, None).unwrap();
-        assert!(merkle::verify_inclusion(&p.leaf_hash, 300, 701, &p.path, &p.root));
+        assert!(merkle::verify_inclusion(
+            &p.leaf_hash,
+            300,
+            701,
+            &p.path,
+            &p.root
+        ));
         let c = l.consistency_proof(257, Some(701)).unwrap();
-        assert!(merkle::verify_consistency(257, 701, &c.old_root, &c.new_root, &c.path));
+        assert!(merkle::verify_consistency(
+            257,
+            701,
+            &c.old_root,
+            &c.new_root,
+            &c.path
+        ));
+    }
+
+    #[test]
+    fn level_16_nodes_are_stored_and_used() {
+        let (_d, mut l) = new_ledger();
+        let mut w = l.write().unwrap();
+        for i in 0..(65_536 + 300) {
+            w.append(e(i)).unwrap();
+        }
+        w.commit().unwrap();
+        assert!(l.stored_node(16, 0).unwrap().is_some());
+        let mut leaves = Vec::new();
+        l.for_each_entry(0, None, |s| {
+            leaves.push(s.leaf_hash);
+            Ok(())
+        })
+        .unwrap();
+        let mem = merkle::MemTree::from_leaves(leaves);
+        assert_eq!(
+            l.stored_node(16, 0).unwrap(),
+            mem.stored_level(16).first().copied()
+        );
+        let size = l.size().unwrap();
+        assert_eq!(l.root(size).unwrap(), mem.root());
+        let p = l.inclusion_proof(40_000, None).unwrap();
+        assert!(merkle::verify_inclusion(
+            &p.leaf_hash,
+            40_000,
+            size,
+            &p.path,
+            &p.root
+        ));
     }
 
     #[test]
@@ -911,7 +996,10 @@ mod tests {
             "UPDATE ledger_meta SET value = 'x'",
         ] {
             let err = l.conn().execute(sql, []).unwrap_err();
-            assert!(err.to_string().contains("append-only") || err.to_string().contains("write-once"), "{sql}: {err}");
+            assert!(
+                err.to_string().contains("append-only") || err.to_string().contains("write-once"),
+                "{sql}: {err}"
+            );
         }
         assert_eq!(l.size().unwrap(), 1);
     }
@@ -941,12 +1029,54 @@ mod tests {
             .unwrap();
             v
         };
-        assert_eq!(collect(LogFilter { kind: Some("test.event".into()), ..Default::default() }), vec![1]);
-        assert_eq!(collect(LogFilter { kind: Some("other.*".into()), ..Default::default() }), vec![2]);
-        assert_eq!(collect(LogFilter { subject: Some("thing/1".into()), ..Default::default() }), vec![1, 2]);
-        assert_eq!(collect(LogFilter { actor: Some("u2".into()), ..Default::default() }), vec![2]);
-        assert_eq!(collect(LogFilter { since: Some("2999-01-01T00:00:00.000Z".into()), ..Default::default() }), Vec::<u64>::new());
-        assert_eq!(collect(LogFilter { until: Some("2000-01-01T00:00:00.000Z".into()), ..Default::default() }), Vec::<u64>::new());
-        assert_eq!(collect(LogFilter { since: Some("2000-01-01T00:00:00.000Z".into()), ..Default::default() }), vec![0, 1, 2]);
+        assert_eq!(
+            collect(LogFilter {
+                kind: Some("test.event".into()),
+                ..Default::default()
+            }),
+            vec![1]
+        );
+        assert_eq!(
+            collect(LogFilter {
+                kind: Some("other.*".into()),
+                ..Default::default()
+            }),
+            vec![2]
+        );
+        assert_eq!(
+            collect(LogFilter {
+                subject: Some("thing/1".into()),
+                ..Default::default()
+            }),
+            vec![1, 2]
+        );
+        assert_eq!(
+            collect(LogFilter {
+                actor: Some("u2".into()),
+                ..Default::default()
+            }),
+            vec![2]
+        );
+        assert_eq!(
+            collect(LogFilter {
+                since: Some("2999-01-01T00:00:00.000Z".into()),
+                ..Default::default()
+            }),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            collect(LogFilter {
+                until: Some("2000-01-01T00:00:00.000Z".into()),
+                ..Default::default()
+            }),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            collect(LogFilter {
+                since: Some("2000-01-01T00:00:00.000Z".into()),
+                ..Default::default()
+            }),
+            vec![0, 1, 2]
+        );
     }
 }

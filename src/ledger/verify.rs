@@ -16,6 +16,9 @@ use super::merkle::{self, Hash, RootBuilder};
 use super::note::VerifierKey;
 use super::store::{Ledger, LedgerError, StoredCheckpoint, TILE_HEIGHT};
 
+/// A callback that sees every entry that passed, in order; `Err` stops verification there.
+pub type Observer<'a> = &'a mut dyn FnMut(&Entry) -> Result<(), String>;
+
 /// What to verify besides the stored ledger.
 #[derive(Default)]
 pub struct VerifyOptions<'a> {
@@ -24,7 +27,7 @@ pub struct VerifyOptions<'a> {
     /// The key to trust instead of the one the ledger names (from the party committee).
     pub vkey: Option<&'a VerifierKey>,
     /// Called with every entry that passed, in order (projection replay).
-    pub observer: Option<&'a mut dyn FnMut(&Entry) -> Result<(), String>>,
+    pub observer: Option<Observer<'a>>,
 }
 
 /// The first problem found.
@@ -69,7 +72,10 @@ fn fail(seq: u64, code: &'static str, message: String) -> Failure {
 /// Verifies the ledger. `Err` only for storage errors; tampering is a report with `ok: false`.
 pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyReport, LedgerError> {
     let size = ledger.size()?;
-    let trusted = opts.vkey.cloned().unwrap_or_else(|| ledger.verifier_key().clone());
+    let trusted = opts
+        .vkey
+        .cloned()
+        .unwrap_or_else(|| ledger.verifier_key().clone());
     let mut report = VerifyReport {
         ok: false,
         origin: ledger.origin().to_owned(),
@@ -91,7 +97,11 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
     }
     if let Ok(signer) = ledger.signer() {
         if signer.verifier_key() != trusted {
-            report.failure = Some(fail(0, "key", "the signing key does not match the ledger's verifier key".into()));
+            report.failure = Some(fail(
+                0,
+                "key",
+                "the signing key does not match the ledger's verifier key".into(),
+            ));
             return Ok(report);
         }
     }
@@ -101,14 +111,22 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
         None => None,
         Some(text) => match checkpoint::open_checkpoint(text, &trusted) {
             Err(e) => {
-                report.failure = Some(fail(0, "checkpoint_signature", format!("the given checkpoint does not verify: {e}")));
+                report.failure = Some(fail(
+                    0,
+                    "checkpoint_signature",
+                    format!("the given checkpoint does not verify: {e}"),
+                ));
                 return Ok(report);
             }
             Ok(cp) if cp.origin() != ledger.origin() => {
                 report.failure = Some(fail(
                     0,
                     "checkpoint_signature",
-                    format!("the given checkpoint is for `{}`, not `{}`", cp.origin(), ledger.origin()),
+                    format!(
+                        "the given checkpoint is for `{}`, not `{}`",
+                        cp.origin(),
+                        ledger.origin()
+                    ),
                 ));
                 return Ok(report);
             }
@@ -234,14 +252,21 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
             break;
         }
         let leaf = merkle::leaf_hash(body.as_bytes());
-        let parsed =
-            match check_entry(seq, &body, &leaf, &stored_leaf, prev_hash.as_ref(), &last_ts, ledger) {
-                Ok(p) => p,
-                Err(f) => {
-                    failure = Some(f);
-                    break;
-                }
-            };
+        let parsed = match check_entry(
+            seq,
+            &body,
+            &leaf,
+            &stored_leaf,
+            prev_hash.as_ref(),
+            &last_ts,
+            ledger,
+        ) {
+            Ok(p) => p,
+            Err(f) => {
+                failure = Some(f);
+                break;
+            }
+        };
         if let Some(obs) = observer.as_mut() {
             if let Err(msg) = obs(&parsed) {
                 failure = Some(fail(seq, "observer", msg));
@@ -250,7 +275,8 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
         }
         last_ts = parsed.ts;
         prev_hash = Some(leaf);
-        for (level, idx, hash) in builder.push(leaf) {
+        for node in builder.push(leaf) {
+            let (level, idx, hash) = (node.level, node.index, node.hash);
             if level % TILE_HEIGHT != 0 {
                 continue;
             }
@@ -260,7 +286,11 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
                     failure = Some(fail(
                         idx << level,
                         "merkle_node",
-                        format!("stored Merkle node ({level}, {idx}) does not match entries {}..{}", idx << level, ((idx + 1) << level) - 1),
+                        format!(
+                            "stored Merkle node ({level}, {idx}) does not match entries {}..{}",
+                            idx << level,
+                            ((idx + 1) << level) - 1
+                        ),
                     ));
                 }
                 None => {
@@ -277,7 +307,13 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
         }
         expected_seq = seq + 1;
         let root = builder.root();
-        if let Some(f) = boundary(expected_seq, &root, &mut cp_iter, &mut last_good_cp, &mut report)? {
+        if let Some(f) = boundary(
+            expected_seq,
+            &root,
+            &mut cp_iter,
+            &mut last_good_cp,
+            &mut report,
+        )? {
             failure = Some(f);
             break;
         }
@@ -298,7 +334,11 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
             });
         } else if let (Some(cp), false) = (&external, checked_external) {
             // Size 0 can never match a non-empty checkpoint; any other case was handled.
-            failure = Some(fail(0, "checkpoint_root", format!("the given checkpoint of size {} was not reached", cp.size())));
+            failure = Some(fail(
+                0,
+                "checkpoint_root",
+                format!("the given checkpoint of size {} was not reached", cp.size()),
+            ));
         }
     }
     if failure.is_none() {
@@ -344,13 +384,22 @@ fn check_entry(
     }
     let parsed = match Entry::parse(body.as_bytes()) {
         Ok(p) => p,
-        Err(e) => return Err(fail(seq, "parse", format!("entry {seq} does not parse: {e}"))),
+        Err(e) => {
+            return Err(fail(
+                seq,
+                "parse",
+                format!("entry {seq} does not parse: {e}"),
+            ))
+        }
     };
     if parsed.seq != seq {
         return Err(fail(
             seq,
             "seq",
-            format!("entry at position {seq} says it is entry {}: entries were reordered", parsed.seq),
+            format!(
+                "entry at position {seq} says it is entry {}: entries were reordered",
+                parsed.seq
+            ),
         ));
     }
     match serde_json::from_str::<serde_json::Value>(body)
@@ -367,7 +416,11 @@ fn check_entry(
         }
     }
     if parsed.v != entry::FORMAT_VERSION {
-        return Err(fail(seq, "parse", format!("entry {seq} has unknown format version {}", parsed.v)));
+        return Err(fail(
+            seq,
+            "parse",
+            format!("entry {seq} has unknown format version {}", parsed.v),
+        ));
     }
     let expected_prev = match prev_hash {
         None => ZERO_PREV.to_owned(),
@@ -384,24 +437,40 @@ fn check_entry(
         ));
     }
     if !entry::valid_ts(&parsed.ts) {
-        return Err(fail(seq, "ts", format!("entry {seq} has a malformed timestamp")));
+        return Err(fail(
+            seq,
+            "ts",
+            format!("entry {seq} has a malformed timestamp"),
+        ));
     }
     if parsed.ts.as_str() < last_ts {
         return Err(fail(
             seq,
             "ts",
-            format!("entry {seq} is dated {} before entry {} ({last_ts})", parsed.ts, seq - 1),
+            format!(
+                "entry {seq} is dated {} before entry {} ({last_ts})",
+                parsed.ts,
+                seq - 1
+            ),
         ));
     }
     if (seq == 0) != (parsed.kind == GENESIS_KIND) {
-        return Err(fail(seq, "genesis", format!("entry {seq}: only entry 0 is, and must be, `{GENESIS_KIND}`")));
+        return Err(fail(
+            seq,
+            "genesis",
+            format!("entry {seq}: only entry 0 is, and must be, `{GENESIS_KIND}`"),
+        ));
     }
     if seq == 0
         && (parsed.data.get("origin").and_then(|v| v.as_str()) != Some(ledger.origin())
             || parsed.data.get("vkey").and_then(|v| v.as_str())
                 != Some(ledger.verifier_key().to_string().as_str()))
     {
-        return Err(fail(0, "genesis", "the genesis entry does not name this ledger's origin and key".into()));
+        return Err(fail(
+            0,
+            "genesis",
+            "the genesis entry does not name this ledger's origin and key".into(),
+        ));
     }
     Ok(parsed)
 }

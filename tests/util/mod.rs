@@ -42,7 +42,9 @@ impl TestDir {
 
     /// Creates a ledger named `test.example/ledger`.
     pub fn init(&self) {
-        self.cmd(&["init", "--origin", "test.example/ledger"]).assert().success();
+        self.cmd(&["init", "--origin", "test.example/ledger"])
+            .assert()
+            .success();
     }
 
     pub fn db(&self) -> rusqlite::Connection {
