@@ -18,6 +18,8 @@ use djaudit::policy::{
     run_default_policy_tests, run_policy_tests, Action, Authorizer, Policies, PolicyError,
     Resource, TestReport,
 };
+use djaudit::records::projection;
+use djaudit::records::RecordKind;
 use serde_json::json;
 
 use super::{print_json, read_input_file, CliError, CmdResult, EXIT_INPUT, EXIT_NO};
@@ -189,17 +191,11 @@ fn located(dir: &Path, diag: &str) -> String {
     dir.join(diag).display().to_string()
 }
 
-/// Refuses a ledger whose projection has no users yet.
-fn require_projection(ledger: &Ledger) -> Result<(), CliError> {
-    let exists: bool = ledger
-        .conn()
-        .query_row(
-            "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'user')",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(CliError::storage)?;
-    if !exists {
+/// Creates the projection tables if needed; refuses a ledger without any user account.
+fn require_users(ledger: &Ledger) -> Result<(), CliError> {
+    let conn = ledger.conn();
+    projection::ensure_schema(conn).map_err(records_err)?;
+    if projection::is_empty(conn, RecordKind::User).map_err(records_err)? {
         return Err(CliError::input(anyhow!(
             "the ledger has no user accounts yet; import them first (`djaudit import users FILE`)"
         )));
@@ -207,11 +203,19 @@ fn require_projection(ledger: &Ledger) -> Result<(), CliError> {
     Ok(())
 }
 
+fn records_err(e: djaudit::records::projection::RecordError) -> CliError {
+    if e.is_input() {
+        CliError::input(e)
+    } else {
+        CliError::storage(e)
+    }
+}
+
 /// Opens the ledger, loads and records the policy set, builds the authorizer.
 fn authorizer(data: &Path, dir: Option<&Path>) -> Result<(Ledger, Authorizer), CliError> {
     let policies = load_policies(dir)?;
     let mut ledger = Ledger::open(data)?;
-    require_projection(&ledger)?;
+    require_users(&ledger)?;
     record::ensure_policy_recorded(&mut ledger, &policies, Actor::cli(&os_user()))?;
     let authorizer = Authorizer::new(policies, ledger.conn())?;
     Ok((ledger, authorizer))
