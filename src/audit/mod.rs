@@ -719,9 +719,8 @@ mod tests {
                 line("dept", "read", "member/M1", 14, "10:00:00"),
                 line("p1", "read", "member/M1", 14, "10:00:00"),
                 // sys was active, but before the 90 days up to 2026-10-31.
-                format!(
-                    r#"{{"at":"2026-07-01T10:00:00+08:00","user":"sys","action":"manage_users","resource":"system"}}"#
-                ),
+                r#"{"at":"2026-07-01T10:00:00+08:00","user":"sys","action":"manage_users","resource":"system"}"#
+                    .to_string(),
             ],
         );
         let mut c = AccessConfig::embedded().expect("cfg");

@@ -341,7 +341,7 @@ fn check(data: &Path, a: CheckArgs) -> CmdResult {
         }))?;
     } else {
         let why = match (outcome.reason, outcome.decision.policy_ids.is_empty()) {
-            (Some(r), _) => format!("{}", json!(r).as_str().unwrap_or("refused")),
+            (Some(r), _) => r.as_str().to_string(),
             (None, true) => "no policy permits it".to_string(),
             (None, false) => format!("policies: {}", outcome.decision.policy_ids.join(", ")),
         };

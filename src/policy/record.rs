@@ -70,6 +70,17 @@ pub enum DenyReason {
     UnknownResource,
 }
 
+impl DenyReason {
+    /// The recorded spelling: `disabled`, `unknown_user`, `unknown_resource`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::Disabled => "disabled",
+            DenyReason::UnknownUser => "unknown_user",
+            DenyReason::UnknownResource => "unknown_resource",
+        }
+    }
+}
+
 /// The `data` of an `access.decision` entry (docs/FORMAT.md §6).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionData {
