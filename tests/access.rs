@@ -362,4 +362,16 @@ fn fail_policy_validate_names_file_line_and_column() {
     let want = format!("{}:3:", copy.join("extra.cedar").display());
     assert!(err.contains(&want), "{err}");
     assert!(err.contains("rolle"), "{err}");
+
+    let o = t.run(&[
+        "policy",
+        "validate",
+        &t.path().join("nothing").display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("djaudit: cannot read `"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -213,10 +213,10 @@ impl RecordError {
     /// Whether the error is the user's input (exit 2) rather than storage or internal (3).
     pub fn is_input(&self) -> bool {
         match self {
-            RecordError::Policy(p) => !matches!(
-                p,
-                PolicyError::Projection(_) | PolicyError::Request(_) | PolicyError::Io { .. }
-            ),
+            // A policy directory that cannot be read is one the user named.
+            RecordError::Policy(p) => {
+                !matches!(p, PolicyError::Projection(_) | PolicyError::Request(_))
+            }
             RecordError::Ledger(l) => l.is_input(),
             RecordError::UnknownField(_)
             | RecordError::FutureTime(_)
