@@ -269,12 +269,12 @@ fn append_batch(data: &Path, path: &Path, chunk: usize, actor: Actor) -> CmdResu
     for part in entries.chunks(chunk) {
         let mut w = ledger.write()?;
         for e in part {
-            w.append(e.clone())?;
+            w.append_ref(e)?;
         }
         let done = w.commit()?;
-        if let (Some(first), Some(last)) = (done.first(), done.last()) {
+        if let (Some(first), Some(last)) = (done.first, done.last()) {
             let mut out = stdout.lock();
-            let _ = writeln!(out, "committed entries {}..{}", first.seq, last.seq);
+            let _ = writeln!(out, "committed entries {first}..{last}");
             let _ = out.flush();
         }
     }
