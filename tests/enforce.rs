@@ -474,6 +474,15 @@ fn reader_without_read_sensitive_sees_masked_values() {
         out.contains("2301**********123X") && !out.contains("23010219900101123X"),
         "{out}"
     );
+    // The reads of M1 so far are in the ledger, not in the record's history.
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let kinds: Vec<&str> = v["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|i| i["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["member.create"]);
 
     // The organisation department has read_sensitive on its subtree: unmasked, and the
     // decision names the fields it showed.

@@ -1,5 +1,7 @@
 //! The current state of one record and its history: every entry whose subject is the
-//! record, with who made it and what it changed (`djaudit record show|history`).
+//! record, with who made it and what it changed (`djaudit record show|history`), except the
+//! access decisions about it: who read a record is audit data for those who may read the
+//! ledger, not part of the record.
 //!
 //! [`show`] and [`history`] return everything masked (`139****0001`, `***`); the `_with`
 //! variants take a [`Masking`] that the caller has decided (reading sensitive values
@@ -15,6 +17,10 @@ use super::model::{
 use super::projection::{self, parse_entry_kind, parse_subject, Action, RecordError};
 use crate::ledger::store::LogFilter;
 use crate::ledger::{Actor, Entry, Ledger, LedgerError};
+
+/// The prefix of the entry kinds that record accesses (`access.decision`), which a
+/// record's history leaves out.
+pub const ACCESS_KINDS: &str = "access.";
 
 /// Whether sensitive values are masked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +195,11 @@ pub fn history_with(ledger: &Ledger, name: &str, masking: Masking) -> Result<His
     };
     let mut bad: Option<RecordError> = None;
     ledger.query(&filter, |e| {
+        if e.kind.starts_with(ACCESS_KINDS) {
+            // Who read the record is audit data, not its history: `log --subject` shows it
+            // to those who may read the ledger.
+            return Ok(());
+        }
         match item(&e, masking) {
             Ok(i) => items.push(i),
             Err(err) => {
@@ -317,6 +328,36 @@ mod tests {
         let v = show_with(&l, "member/M1", Masking::Unmasked).unwrap();
         assert_eq!(v.fields["phone"], FieldValue::Text("13900000002".into()));
         assert_eq!(v.sensitive_fields(), ["phone"]);
+    }
+
+    #[test]
+    fn history_leaves_out_access_decisions_but_keeps_other_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::init(
+            &dir.path().join("d"),
+            "test.example/ledger",
+            Actor::cli("a"),
+        )
+        .unwrap();
+        let p = dir.path().join("m.csv");
+        std::fs::write(&p, "member_id,name\nM1,张三\n").unwrap();
+        import(
+            &mut l,
+            RecordKind::Member,
+            &p,
+            ImportOptions::default(),
+            &Actor::cli("u"),
+            &mut |_| {},
+        )
+        .unwrap();
+        for kind in ["access.decision", "note.check"] {
+            let e = crate::ledger::NewEntry::new(kind, "member/M1", Actor::cli("r"), json!({}))
+                .unwrap();
+            l.append(e).unwrap();
+        }
+        let h = history(&l, "member/M1").unwrap();
+        let kinds: Vec<&str> = h.items.iter().map(|i| i.kind.as_str()).collect();
+        assert_eq!(kinds, ["member.create", "note.check"]);
     }
 
     #[test]
