@@ -92,13 +92,22 @@ pub struct Denial {
 }
 
 impl fmt::Display for Denial {
-    /// `` `p1` may not update `member/M2` `` with why: a reason or the deciding forbids.
+    /// `` `p1` may not update `member/M2` `` (a record placed by the change: `` in
+    /// `org/B2` ``, `` under `org/C1` ``) with why: a reason or the deciding forbids.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "`{}` may not {} `{}`",
             self.user, self.action, self.resource
         )?;
+        match &self.resource {
+            Resource::NewMember { org_id, .. } => write!(f, " in `org/{org_id}`")?,
+            Resource::NewOrg {
+                parent_id: Some(parent),
+                ..
+            } => write!(f, " under `org/{parent}`")?,
+            _ => {}
+        }
         match self.reason {
             Some(DenyReason::Disabled) => f.write_str(" (the account is disabled)"),
             Some(DenyReason::UnknownResource) => f.write_str(" (no such record)"),
@@ -1122,6 +1131,10 @@ mod tests {
                 member_id: "M1".into(),
                 org_id: "B2".into()
             }
+        );
+        assert_eq!(
+            denial.to_string(),
+            "`p1` may not update `member/M1` in `org/B2` (no policy permits it)"
         );
         // The organisation department of both branches may.
         let r = import_file(
