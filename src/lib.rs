@@ -14,8 +14,11 @@
 //!   reading member data, dormant accounts).
 //! - [`synth`]: a deterministic generator of realistic party records with injected defects
 //!   and the findings they must produce.
+//! - [`checks`]: consistency checks on the party-records projection (rule catalogue,
+//!   settings from `policies/checks.toml`, findings). It only reads.
 
 pub mod audit;
+pub mod checks;
 pub mod ledger;
 pub mod policy;
 pub mod records;
