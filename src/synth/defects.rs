@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::Datelike;
+use chrono::{Datelike, NaiveDate};
 use rand::seq::SliceRandom;
 
 use super::cal::{add_days, add_months, add_years, Month};
@@ -382,7 +382,8 @@ impl Gen {
                 let p = me.application?;
                 let p18 = add_years(me.birth, 18);
                 let np = add_days(p18, -self.range(30, 300));
-                if np >= p || np <= me.birth {
+                // The age rule applies to applications from the 1982 Constitution on.
+                if np >= p || np <= me.birth || np < rule_date(1982, 9, 6) {
                     return None;
                 }
                 upd.application = Some(np);
@@ -400,7 +401,13 @@ impl Gen {
             MemberDefect::ActivistPeriod => {
                 let (v, c) = (me.activist?, me.candidate?);
                 let nc = add_days(add_months(v, 12), -self.range(0, 150));
-                if nc < add_days(v, 30) || nc > c || nc > me.admission || nc > add_months(v, 12) {
+                // The one-year activist period is judged for candidates from the 2014 rules on.
+                if nc < add_days(v, 30)
+                    || nc > c
+                    || nc > me.admission
+                    || nc > add_months(v, 12)
+                    || nc < rule_date(2014, 6, 11)
+                {
                     return None;
                 }
                 upd.candidate = Some(nc);
@@ -442,7 +449,11 @@ impl Gen {
                 vec![("development.introducer_unknown", subj)]
             }
             MemberDefect::ProbationExtension => {
-                if me.category != Category::Full || me.full_date.is_none() {
+                // The 6–12 month range holds for admissions from the 2014 rules on.
+                if me.category != Category::Full
+                    || me.full_date.is_none()
+                    || me.admission < rule_date(2014, 6, 11)
+                {
                     return None;
                 }
                 let ext = *[1u32, 2, 3, 4, 5, 13, 15, 18, 24].choose(&mut self.rng)?;
@@ -629,4 +640,10 @@ impl Gen {
         *ms.get_mut(k)? = upd;
         Some(found)
     }
+}
+
+/// The date from which a rule's parameters apply (policies/checks.toml).
+fn rule_date(y: i32, m: u32, d: u32) -> NaiveDate {
+    // INVARIANT: the arguments are literal valid dates.
+    NaiveDate::from_ymd_opt(y, m, d).unwrap_or(NaiveDate::MIN)
 }
