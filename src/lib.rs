@@ -9,9 +9,12 @@
 //!   sensitive fields, and the parsing of CSV / JSON Lines import files.
 //! - [`policy`]: Cedar access policy: who may read or change which record, decided
 //!   from the projection; policy tests; the masking decision.
+//! - [`daemon`]: `djaudit serve`: the HTTP/JSON API, bearer tokens, the single writer with
+//!   group commit, scheduled scans and metrics.
 //! - [`synth`]: a deterministic generator of realistic party records with injected defects
 //!   and the findings they must produce.
 
+pub mod daemon;
 pub mod ledger;
 pub mod policy;
 pub mod records;

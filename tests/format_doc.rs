@@ -19,7 +19,11 @@ fn example_blocks(doc: &str) -> Vec<String> {
         .split("```")
         .skip(1)
         .step_by(2)
-        .map(|b| b.trim_start_matches(|c| c != '\n').trim_start_matches('\n').to_owned())
+        .map(|b| {
+            b.trim_start_matches(|c| c != '\n')
+                .trim_start_matches('\n')
+                .to_owned()
+        })
         .collect()
 }
 
@@ -45,8 +49,16 @@ fn worked_example_verifies() {
         let e = Entry::parse(l.as_bytes()).unwrap();
         assert_eq!(e.seq, i as u64);
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        assert_eq!(to_canonical_vec(&v).unwrap(), l.as_bytes(), "line {i} is canonical");
-        let prev = if i == 0 { ZERO_PREV.to_owned() } else { hex_hash(&leaves[i - 1]) };
+        assert_eq!(
+            to_canonical_vec(&v).unwrap(),
+            l.as_bytes(),
+            "line {i} is canonical"
+        );
+        let prev = if i == 0 {
+            ZERO_PREV.to_owned()
+        } else {
+            hex_hash(&leaves[i - 1])
+        };
         assert_eq!(e.prev, prev);
         assert!(doc.contains(&format!("entry {i}: `{}`", hex_hash(&leaves[i]))));
     }

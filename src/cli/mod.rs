@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod daemon;
 mod ledger;
 
 /// Exit code of a negative answer (tampering found, proof invalid, findings, access denied).
@@ -51,6 +52,14 @@ pub enum Command {
     /// Verify proofs offline, without a ledger.
     #[command(subcommand)]
     Proof(ledger::ProofCommand),
+    /// Run the HTTP/JSON API and the scheduled scans.
+    Serve(daemon::ServeArgs),
+    /// API bearer tokens.
+    #[command(subcommand)]
+    Token(daemon::TokenCommand),
+    /// Daemon configuration.
+    #[command(subcommand)]
+    Config(daemon::ConfigCommand),
 }
 
 /// A failed command: what to print and the exit code.
@@ -111,6 +120,9 @@ fn run(cli: Cli) -> CmdResult {
         Command::Checkpoint(a) => ledger::checkpoint(&data, a),
         Command::Prove(a) => ledger::prove(&data, a),
         Command::Proof(a) => ledger::proof(a),
+        Command::Serve(a) => daemon::serve(&data, a),
+        Command::Token(c) => daemon::token(&data, c),
+        Command::Config(c) => daemon::config(c),
     }
 }
 

@@ -1,0 +1,954 @@
+//! The HTTP/JSON API, version 1 (docs/API.md): routes, extractors, handlers and errors.
+//!
+//! Every `/v1` route but `/v1/health` needs a bearer token. Every read or change of a party
+//! record, and every read of the ledger's log, is decided by the access policy for the end
+//! user and the decision is appended (`access.decision`) before the answer is given; a
+//! refused change leaves only its decision. Writes go to the single writer
+//! ([`super::writer`]); other reads use the read pool on the blocking threads.
+//!
+//! Errors are JSON `{"error": code, "detail": text}`. Details never carry a record value, a
+//! token or a request body: parse errors name the field and position, not the value.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::{header, request::Parts, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{self, AuthFailure};
+use super::writer::{JobCtx, JobError, WriteError};
+use super::AppState;
+use crate::ledger::entry::{hex_hash, is_reserved_kind, now_ts, valid_name, valid_ts};
+use crate::ledger::store::LogFilter;
+use crate::ledger::{Actor, LedgerError, NewEntry, WriteTx};
+use crate::policy::{Action, PolicyError, Resource};
+use crate::records::model::{fields_from_row, fields_to_json, is_sensitive};
+use crate::records::RecordKind;
+
+/// Most entries one `GET /v1/log` returns.
+pub const MAX_LOG_LIMIT: usize = 1000;
+/// Entries `GET /v1/log` returns without `limit`.
+pub const DEFAULT_LOG_LIMIT: usize = 100;
+
+/// The header through which a service account names the end user it acts for.
+pub const ON_BEHALF_OF: &str = "x-on-behalf-of";
+
+// ---------------------------------------------------------------------------------------
+// Errors
+
+/// An error answer: status, stable code, one line of detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+    pub fn malformed(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed", detail)
+    }
+    pub fn unauthorized(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+    pub fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+    pub fn not_found(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+    pub fn conflict(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", detail)
+    }
+    pub fn too_large(limit: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+    pub fn shutting_down() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; retry against the next instance",
+        )
+    }
+    pub fn timeout(secs: f64) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {secs}s; a change may or may not have been written, check the log"),
+        )
+    }
+    pub fn internal(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() && self.code == "internal" {
+            tracing::error!(detail = %self.detail, "internal error");
+        }
+        (
+            self.status,
+            Json(json!({"error": self.code, "detail": self.detail})),
+        )
+            .into_response()
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> ApiError {
+        match e {
+            JobError::Input(m) => ApiError::malformed(m),
+            JobError::NotFound(m) => ApiError::not_found(m),
+            JobError::Conflict(m) => ApiError::conflict(m),
+            JobError::Storage(m) => ApiError::internal(m),
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> ApiError {
+        match e {
+            WriteError::Job(j) => j.into(),
+            WriteError::Storage(m) => ApiError::internal(format!("storage: {m}")),
+            WriteError::Closed => ApiError::shutting_down(),
+        }
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> ApiError {
+        match e {
+            LedgerError::UnknownSeq { .. } => ApiError::not_found(e.to_string()),
+            e if e.is_input() => ApiError::malformed(e.to_string()),
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON parse error without any value from the body in it.
+fn json_error(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let what = if msg.starts_with("unknown field") || msg.starts_with("missing field") {
+        msg.split(" at line").next().unwrap_or("").to_owned()
+    } else {
+        match e.classify() {
+            serde_json::error::Category::Syntax => "malformed JSON".to_owned(),
+            serde_json::error::Category::Eof => "truncated JSON".to_owned(),
+            _ => "the body does not have the expected fields and types".to_owned(),
+        }
+    };
+    format!("{what} (line {}, column {})", e.line(), e.column())
+}
+
+// ---------------------------------------------------------------------------------------
+// Extractors
+
+/// A JSON request body; errors become [`ApiError`]s (413 past the body limit).
+pub struct JsonBody<T>(pub T);
+
+#[axum::async_trait]
+impl<T, S> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e: BytesRejection| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.body_text())
+                } else {
+                    ApiError::malformed(e.body_text())
+                }
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::malformed(json_error(&e)))
+    }
+}
+
+/// Query parameters; errors become [`ApiError`]s.
+pub struct Params<T>(pub T);
+
+#[axum::async_trait]
+impl<T, S> FromRequestParts<S> for Params<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(t)| Params(t))
+            .map_err(|e: QueryRejection| ApiError::malformed(e.body_text()))
+    }
+}
+
+/// Path parameters; errors become [`ApiError`]s.
+pub struct PathParams<T>(pub T);
+
+#[axum::async_trait]
+impl<T, S> FromRequestParts<S> for PathParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| PathParams(t))
+            .map_err(|e: PathRejection| ApiError::malformed(e.body_text()))
+    }
+}
+
+/// Where the guard learns the caller's name for its log line.
+#[derive(Clone, Default)]
+struct UserSlot(Arc<Mutex<Option<String>>>);
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The user the policy judges: the token's user, or the end user a service acts for.
+    pub user: String,
+    /// The service account acting for `user`, if any.
+    pub service: Option<String>,
+    pub token_id: i64,
+}
+
+impl Caller {
+    /// The actor of entries this caller causes.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user: self.user.clone(),
+            via: "api".to_owned(),
+            os_user: None,
+            service: self.service.clone(),
+        }
+    }
+}
+
+/// Reads the bearer token and `X-On-Behalf-Of`, and checks the token.
+async fn authenticate(headers: &HeaderMap, state: &AppState) -> ApiResult<Caller> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized(AuthFailure::Missing.to_string()))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <token>`"))?
+        .to_owned();
+    let now = now_ts();
+    let info = state
+        .reads
+        .read(move |l| Ok(auth::authenticate(l.conn(), &token, &now)?))
+        .await?
+        .map_err(|f| ApiError::unauthorized(f.to_string()))?;
+    match headers.get(ON_BEHALF_OF) {
+        None => Ok(Caller {
+            user: info.user,
+            service: None,
+            token_id: info.id,
+        }),
+        Some(v) => {
+            let end_user = v
+                .to_str()
+                .ok()
+                .filter(|u| valid_name(u))
+                .ok_or_else(|| ApiError::malformed("invalid `X-On-Behalf-Of` user name"))?;
+            if !info.service {
+                return Err(ApiError::forbidden(format!(
+                    "token {} is not a service token and cannot act on behalf of another user",
+                    info.id
+                )));
+            }
+            Ok(Caller {
+                user: end_user.to_owned(),
+                service: Some(info.user),
+                token_id: info.id,
+            })
+        }
+    }
+}
+
+#[axum::async_trait]
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> ApiResult<Caller> {
+        let caller = authenticate(&parts.headers, state).await?;
+        if let Some(slot) = parts.extensions.get::<UserSlot>() {
+            if let Ok(mut s) = slot.0.lock() {
+                *s = Some(match &caller.service {
+                    Some(svc) => format!("{}(via {svc})", caller.user),
+                    None => caller.user.clone(),
+                });
+            }
+        }
+        Ok(caller)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Router and guard
+
+/// The API router with its guard (concurrency cap, body limit by `Content-Length`, request
+/// timeout, 503 while shutting down, request log and metrics).
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = usize::try_from(state.config.body_limit).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/v1/entries", post(post_entry))
+        .route("/v1/records/:kind", post(post_records))
+        .route("/v1/records/:kind/*id", get(get_record))
+        .route("/v1/access/check", post(access_check))
+        .route("/v1/log", get(get_log))
+        .route("/v1/checkpoint", get(get_checkpoint))
+        .route("/v1/proof/inclusion", get(proof_inclusion))
+        .route("/v1/proof/consistency", get(proof_consistency))
+        .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+/// Counts a request in flight while it lives.
+struct InFlight<'a>(&'a AppState);
+
+impl<'a> InFlight<'a> {
+    fn new(s: &'a AppState) -> InFlight<'a> {
+        s.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(s)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn guard(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let slot = UserSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let response = if s.is_draining() {
+        ApiError::shutting_down().into_response()
+    } else if declared.is_some_and(|n| n > s.config.body_limit) {
+        // Refused from the header alone: the body is never read.
+        ApiError::too_large(s.config.body_limit).into_response()
+    } else {
+        let _in_flight = InFlight::new(&s);
+        let timeout = s.config.request_timeout;
+        let work = async {
+            match s.limit.acquire().await {
+                Ok(_permit) => next.run(req).await,
+                Err(_) => ApiError::shutting_down().into_response(),
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => ApiError::timeout(timeout.as_secs_f64()).into_response(),
+        }
+    };
+    let status = response.status().as_u16();
+    let elapsed = start.elapsed();
+    s.metrics.request(status, elapsed.as_secs_f64());
+    let user = slot
+        .0
+        .lock()
+        .ok()
+        .and_then(|u| u.clone())
+        .unwrap_or_default();
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        user = %user,
+        "request"
+    );
+    response
+}
+
+// ---------------------------------------------------------------------------------------
+// Decisions
+
+/// A recorded access decision.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub policy_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Why the request was refused before any policy was asked (unknown or disabled user).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The seq of the `access.decision` entry.
+    pub seq: u64,
+}
+
+/// Decides `action` on `resource` for the caller and appends the `access.decision` entry
+/// (in `w`'s transaction). Nothing is written when the request cannot be decided at all
+/// (a resource that does not exist: `NotFound`; an action that does not apply: `Input`).
+// PENDING-AUDIT: replaced by `policy::record` when it lands.
+pub fn decide_and_record(
+    w: &mut WriteTx<'_>,
+    ctx: &JobCtx<'_>,
+    actor: &Actor,
+    action: Action,
+    resource: &Resource,
+) -> Result<Verdict, JobError> {
+    let (allowed, policy_ids, errors, reason) =
+        match ctx
+            .authorizer
+            .decide(w.conn(), &actor.user, action, resource)
+        {
+            Ok(d) => (d.allowed, d.policy_ids, d.errors, None),
+            Err(e @ (PolicyError::UnknownUser(_) | PolicyError::DisabledUser(_))) => {
+                (false, Vec::new(), Vec::new(), Some(e.to_string()))
+            }
+            Err(e @ PolicyError::UnknownResource(_)) => {
+                return Err(JobError::NotFound(e.to_string()))
+            }
+            Err(e @ (PolicyError::NotApplicable { .. } | PolicyError::BadResource(_))) => {
+                return Err(JobError::Input(e.to_string()))
+            }
+            Err(e) => return Err(JobError::Storage(e.to_string())),
+        };
+    let mut data = json!({
+        "action": action.as_str(),
+        "resource": resource.to_string(),
+        "decision": if allowed { "allow" } else { "deny" },
+        "policies": policy_ids,
+    });
+    if !errors.is_empty() {
+        data["errors"] = json!(errors);
+    }
+    if let Some(r) = &reason {
+        data["reason"] = json!(r);
+    }
+    let e = NewEntry::new(
+        "access.decision",
+        &resource.to_string(),
+        actor.clone(),
+        data,
+    )
+    .map_err(|e| JobError::Input(e.to_string()))?;
+    let seq = w.append(e)?.seq;
+    Ok(Verdict {
+        allowed,
+        policy_ids,
+        errors,
+        reason,
+        seq,
+    })
+}
+
+fn denied(user: &str, action: Action, resource: &Resource, v: &Verdict) -> ApiError {
+    let why = v
+        .reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    ApiError::forbidden(format!(
+        "user `{user}` may not {action} `{resource}`{why} (decision recorded as entry {})",
+        v.seq
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryRequest {
+    kind: String,
+    subject: String,
+    data: Value,
+}
+
+async fn post_entry(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    JsonBody(req): JsonBody<EntryRequest>,
+) -> ApiResult<Response> {
+    if is_reserved_kind(&req.kind) {
+        return Err(ApiError::malformed(format!(
+            "kind `{}` is written by djaudit itself; use the endpoint for it",
+            req.kind
+        )));
+    }
+    let entry = NewEntry::new(&req.kind, &req.subject, caller.actor(), req.data)
+        .map_err(|e| ApiError::malformed(e.to_string()))?;
+    let a = s
+        .writer
+        .submit(move |w, _| Ok(w.append(entry.clone())?))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"seq": a.seq, "leaf_hash": hex_hash(&a.leaf_hash), "ts": a.ts})),
+    )
+        .into_response())
+}
+
+async fn post_records(
+    State(_s): State<Arc<AppState>>,
+    _caller: Caller,
+    PathParams(kind): PathParams<String>,
+) -> ApiResult<Response> {
+    // PENDING-RECORDS: record changes need the projection writer of the import module.
+    let kind: RecordKind = kind.parse().map_err(ApiError::not_found)?;
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not_implemented",
+        format!("record changes of `{kind}` through the API are not available in this build"),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessRequest {
+    action: String,
+    resource: String,
+}
+
+async fn access_check(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    JsonBody(req): JsonBody<AccessRequest>,
+) -> ApiResult<Json<Verdict>> {
+    let action: Action = req
+        .action
+        .parse()
+        .map_err(|e: PolicyError| ApiError::malformed(e.to_string()))?;
+    let resource: Resource = req
+        .resource
+        .parse()
+        .map_err(|e: PolicyError| ApiError::malformed(e.to_string()))?;
+    let actor = caller.actor();
+    let v = s
+        .writer
+        .submit(move |w, ctx| decide_and_record(w, ctx, &actor, action, &resource))
+        .await?;
+    Ok(Json(v))
+}
+
+/// A record as a reader gets it.
+#[derive(Debug, serde::Serialize)]
+struct RecordView {
+    kind: &'static str,
+    id: String,
+    masked: bool,
+    record: Value,
+    last_seq: u64,
+    decision_seq: u64,
+}
+
+enum ReadOutcome {
+    Denied(Verdict),
+    Record(RecordView),
+}
+
+/// Reads one projection row in flat form.
+// PENDING-RECORDS: replaced by `records::projection::get` when it lands.
+fn read_row(
+    conn: &rusqlite::Connection,
+    kind: RecordKind,
+    id: &str,
+) -> Result<Option<(Value, u64)>, JobError> {
+    let sql = format!(
+        "SELECT *, last_seq FROM {} WHERE {} = ?1",
+        kind.table(),
+        kind.id_field()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        None => Ok(None),
+        Some(row) => {
+            let fields = fields_from_row(kind, row).map_err(|e| {
+                JobError::Storage(format!("projection row `{kind}/{id}` is unreadable: {e}"))
+            })?;
+            let last_seq: i64 = row.get("last_seq")?;
+            Ok(Some((fields_to_json(&fields), last_seq.max(0) as u64)))
+        }
+    }
+}
+
+async fn get_record(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams((kind, id)): PathParams<(String, String)>,
+) -> ApiResult<Response> {
+    let kind: RecordKind = kind.parse().map_err(ApiError::not_found)?;
+    let subject = format!("{}/{id}", kind.name());
+    let (action, resource) = match kind {
+        RecordKind::User => (Action::ManageUsers, Resource::System),
+        _ => (
+            Action::Read,
+            subject
+                .parse::<Resource>()
+                .map_err(|e| ApiError::malformed(e.to_string()))?,
+        ),
+    };
+    let has_sensitive = kind.fields().iter().any(|f| f.sensitive());
+    let actor = caller.actor();
+    let outcome = s
+        .writer
+        .submit(move |w, ctx| {
+            let Some((mut record, last_seq)) = read_row(w.conn(), kind, &id)? else {
+                return Err(JobError::NotFound(format!("no record `{kind}/{id}`")));
+            };
+            let v = decide_and_record(w, ctx, &actor, action, &resource)?;
+            if !v.allowed {
+                return Ok(ReadOutcome::Denied(v));
+            }
+            let mut masked = false;
+            if has_sensitive {
+                let sv = decide_and_record(w, ctx, &actor, Action::ReadSensitive, &resource)?;
+                if !sv.allowed {
+                    mask_json_in_place(&mut record);
+                    masked = true;
+                }
+            }
+            Ok(ReadOutcome::Record(RecordView {
+                kind: kind.name(),
+                id: id.clone(),
+                masked,
+                record,
+                last_seq,
+                decision_seq: v.seq,
+            }))
+        })
+        .await?;
+    match outcome {
+        ReadOutcome::Denied(v) => Err(denied(
+            &caller.user,
+            action,
+            &subject_resource(kind, &subject),
+            &v,
+        )),
+        ReadOutcome::Record(view) => Ok(Json(view).into_response()),
+    }
+}
+
+fn subject_resource(kind: RecordKind, subject: &str) -> Resource {
+    match kind {
+        RecordKind::User => Resource::System,
+        _ => subject.parse().unwrap_or(Resource::System),
+    }
+}
+
+/// Masks, anywhere in a JSON value, the values of members named like a sensitive field.
+// PENDING-RECORDS: replaced by `records::mask::mask_json_in_place` when it lands.
+pub fn mask_json_in_place(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if is_sensitive(key) {
+                    mask_leaves(key, v);
+                } else {
+                    mask_json_in_place(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask_json_in_place),
+        _ => {}
+    }
+}
+
+fn mask_leaves(field: &str, value: &mut Value) {
+    use crate::records::mask::{mask_text, MONEY_MASK};
+    match value {
+        Value::Null => {}
+        Value::String(s) => *s = mask_text(field, s).into_owned(),
+        Value::Number(_) | Value::Bool(_) => *value = Value::String(MONEY_MASK.to_owned()),
+        Value::Array(items) => items.iter_mut().for_each(|v| mask_leaves(field, v)),
+        Value::Object(map) => map.values_mut().for_each(|v| mask_leaves(field, v)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    since: Option<String>,
+    until: Option<String>,
+    kind: Option<String>,
+    subject: Option<String>,
+    actor: Option<String>,
+    /// First seq to return (paging: the `next` of the previous page).
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Normalises a `since`/`until` value (a date, an RFC 3339 time or an entry timestamp).
+fn time_bound(value: &str, end_of_day: bool) -> ApiResult<String> {
+    if chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok() {
+        return Ok(if end_of_day {
+            format!("{value}T23:59:59.999Z")
+        } else {
+            format!("{value}T00:00:00.000Z")
+        });
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Ok(t
+            .with_timezone(&chrono::Utc)
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string());
+    }
+    if valid_ts(value) {
+        return Ok(value.to_owned());
+    }
+    Err(ApiError::malformed(format!(
+        "invalid time `{value}`: expected a date `2026-11-01` or a time `2026-11-01T08:00:00Z`"
+    )))
+}
+
+async fn get_log(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    Params(q): Params<LogQuery>,
+) -> ApiResult<Response> {
+    let limit = q.limit.unwrap_or(DEFAULT_LOG_LIMIT);
+    if limit == 0 || limit > MAX_LOG_LIMIT {
+        return Err(ApiError::malformed(format!(
+            "invalid `limit`: expected 1 to {MAX_LOG_LIMIT}"
+        )));
+    }
+    let filter = LogFilter {
+        since: q
+            .since
+            .as_deref()
+            .map(|v| time_bound(v, false))
+            .transpose()?,
+        until: q
+            .until
+            .as_deref()
+            .map(|v| time_bound(v, true))
+            .transpose()?,
+        kind: q.kind,
+        subject: q.subject,
+        actor: q.actor,
+        from_seq: q.from,
+        to_seq: None,
+    };
+    let actor = caller.actor();
+    let v = s
+        .writer
+        .submit(move |w, ctx| decide_and_record(w, ctx, &actor, Action::Read, &Resource::Ledger))
+        .await?;
+    if !v.allowed {
+        return Err(denied(&caller.user, Action::Read, &Resource::Ledger, &v));
+    }
+    let (entries, next) = s
+        .reads
+        .read(move |l| {
+            let mut out = Vec::new();
+            let mut next = None;
+            // Stops the scan after one entry past the page, which gives `next`.
+            let r = l.query(&filter, |e| {
+                if out.len() == limit {
+                    next = Some(e.seq);
+                    return Err(LedgerError::Damaged("page full".into()));
+                }
+                let mut v = serde_json::to_value(&e).unwrap_or_default();
+                if let Some(d) = v.get_mut("data") {
+                    mask_json_in_place(d);
+                }
+                out.push(v);
+                Ok(())
+            });
+            match r {
+                Err(_) if next.is_some() => Ok((out, next)),
+                Err(e) => Err(e),
+                Ok(()) => Ok((out, None)),
+            }
+        })
+        .await?;
+    Ok(Json(json!({"entries": entries, "next": next})).into_response())
+}
+
+async fn get_checkpoint(State(s): State<Arc<AppState>>, _caller: Caller) -> ApiResult<Response> {
+    let cp = s.reads.read(|l| l.latest_checkpoint()).await?;
+    match cp {
+        Some(cp) => Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            cp.note,
+        )
+            .into_response()),
+        None => Err(ApiError::not_found("no checkpoint has been signed yet")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionQuery {
+    seq: u64,
+    size: Option<u64>,
+}
+
+async fn proof_inclusion(
+    State(s): State<Arc<AppState>>,
+    _caller: Caller,
+    Params(q): Params<InclusionQuery>,
+) -> ApiResult<Json<Value>> {
+    let p = s
+        .reads
+        .read(move |l| l.inclusion_proof(q.seq, q.size))
+        .await?;
+    Ok(Json(p.to_json()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    old: u64,
+    new: Option<u64>,
+}
+
+async fn proof_consistency(
+    State(s): State<Arc<AppState>>,
+    _caller: Caller,
+    Params(q): Params<ConsistencyQuery>,
+) -> ApiResult<Json<Value>> {
+    let p = s
+        .reads
+        .read(move |l| l.consistency_proof(q.old, q.new))
+        .await?;
+    Ok(Json(p.to_json()))
+}
+
+async fn health(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let (size, cp) = s
+        .reads
+        .read(|l| Ok((l.size()?, l.latest_checkpoint()?.map(|c| c.size))))
+        .await?;
+    let scans = s.metrics.scans();
+    let status = if s.metrics.any_scan_failing() {
+        "failing"
+    } else {
+        "ok"
+    };
+    Ok(Json(json!({
+        "status": status,
+        "origin": s.origin,
+        "size": size,
+        "checkpoint_size": cp,
+        "writer_queue": s.writer.queued(),
+        "in_flight": s.in_flight.load(Ordering::SeqCst),
+        "appends": s.metrics.appends(),
+        "scans": scans,
+    })))
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_never_echo_values() {
+        #[derive(Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct T {
+            n: u64,
+        }
+        let e = serde_json::from_str::<T>(r#"{"n": "13900000001"}"#).unwrap_err();
+        let m = json_error(&e);
+        assert!(!m.contains("13900000001"), "{m}");
+        assert!(m.contains("line 1"), "{m}");
+        let e = serde_json::from_str::<T>(r#"{"m": 1}"#).unwrap_err();
+        assert!(json_error(&e).starts_with("unknown field `m`"));
+        let e = serde_json::from_str::<T>(r#"{"n": "#).unwrap_err();
+        assert!(json_error(&e).starts_with("truncated JSON"));
+    }
+
+    #[test]
+    fn masking_reaches_records_and_changes() {
+        let mut v = json!({
+            "record": {"member_id": "M1", "phone": "13900000001", "monthly_income": 500000},
+            "changes": {"id_number": ["230102199001011234", null]}
+        });
+        mask_json_in_place(&mut v);
+        assert_eq!(v["record"]["phone"], "139****0001");
+        assert_eq!(v["record"]["monthly_income"], "***");
+        assert_eq!(v["record"]["member_id"], "M1");
+        assert_eq!(
+            v["changes"]["id_number"],
+            json!(["2301**********1234", null])
+        );
+    }
+
+    #[test]
+    fn time_bounds() {
+        assert_eq!(
+            time_bound("2026-11-01", false).unwrap(),
+            "2026-11-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            time_bound("2026-11-01", true).unwrap(),
+            "2026-11-01T23:59:59.999Z"
+        );
+        assert_eq!(
+            time_bound("2026-11-01T08:00:00+08:00", false).unwrap(),
+            "2026-11-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            time_bound("yesterday", false).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+}
