@@ -69,37 +69,50 @@ impl DaemonError {
     }
 }
 
-/// Read connections, opened on demand and kept for reuse. Every read runs on the blocking
-/// pool, never on the async workers.
+/// A fixed set of read connections, opened at startup. Every read runs on the blocking
+/// pool, never on the async workers. (Opening a ledger briefly takes the write lock, so
+/// readers are never opened while serving: a CLI process holding the lock must not stall
+/// reads.)
 pub struct ReadPool {
     dir: PathBuf,
     idle: Mutex<Vec<Ledger>>,
+    freed: std::sync::Condvar,
 }
 
-/// Most idle read connections kept.
-const MAX_IDLE_READERS: usize = 16;
+/// Read connections of the daemon.
+const READERS: usize = 8;
 
 impl ReadPool {
-    fn new(dir: &Path) -> ReadPool {
-        ReadPool {
+    fn open(dir: &Path, n: usize) -> Result<ReadPool, LedgerError> {
+        let idle = (0..n.max(1))
+            .map(|_| Ledger::open(dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ReadPool {
             dir: dir.to_owned(),
-            idle: Mutex::new(Vec::new()),
-        }
+            idle: Mutex::new(idle),
+            freed: std::sync::Condvar::new(),
+        })
     }
 
+    /// Waits for an idle connection.
     fn take(&self) -> Result<Ledger, LedgerError> {
-        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
-        match idle {
-            Some(l) => Ok(l),
-            None => Ledger::open(&self.dir),
+        let poisoned = || LedgerError::Io {
+            path: self.dir.clone(),
+            source: std::io::Error::other("the read pool is poisoned"),
+        };
+        let mut idle = self.idle.lock().map_err(|_| poisoned())?;
+        loop {
+            if let Some(l) = idle.pop() {
+                return Ok(l);
+            }
+            idle = self.freed.wait(idle).map_err(|_| poisoned())?;
         }
     }
 
     fn give_back(&self, l: Ledger) {
         if let Ok(mut v) = self.idle.lock() {
-            if v.len() < MAX_IDLE_READERS {
-                v.push(l);
-            }
+            v.push(l);
+            self.freed.notify_one();
         }
     }
 
@@ -184,7 +197,7 @@ pub async fn run(
     scheduler::check_supported(&config)?;
     let policy_dir = config.policy_dir.clone();
     let dir = data.clone();
-    let (ledger, authorizer, signer) = tokio::task::spawn_blocking(move || {
+    let (ledger, authorizer, signer, reads) = tokio::task::spawn_blocking(move || {
         let mut ledger = Ledger::open(&dir)?;
         let signer = ledger.signer()?;
         prepare_database(&mut ledger)?;
@@ -193,7 +206,8 @@ pub async fn run(
             None => Policies::embedded()?,
         };
         let authorizer = Authorizer::new(policies, ledger.conn())?;
-        Ok::<_, DaemonError>((ledger, authorizer, signer))
+        let reads = ReadPool::open(&dir, READERS)?;
+        Ok::<_, DaemonError>((ledger, authorizer, signer, reads))
     })
     .await
     .map_err(|e| DaemonError::Internal(format!("startup task failed: {e}")))??;
@@ -214,7 +228,7 @@ pub async fn run(
     let state = Arc::new(AppState {
         limit: tokio::sync::Semaphore::new(config.max_concurrent_requests),
         config,
-        reads: Arc::new(ReadPool::new(&data)),
+        reads: Arc::new(reads),
         data,
         origin,
         writer: writer.clone(),

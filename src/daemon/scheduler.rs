@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::{AppState, DaemonError};
 use crate::ledger::verify::{self, VerifyOptions, VerifyReport};
-use crate::ledger::{Actor, Ledger, NewEntry};
+use crate::ledger::{Actor, NewEntry};
 
 /// The scans this build can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,20 +100,19 @@ async fn every_interval(
 
 /// Verifies the ledger in one read snapshot and records `scan.verify`.
 pub async fn run_verify(state: &AppState) -> (bool, String) {
-    let dir = state.data.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        let l = Ledger::open(&dir)?;
-        // One read transaction: appends made meanwhile are not half seen.
-        l.conn().execute_batch("BEGIN")?;
-        let r = verify::verify(&l, VerifyOptions::default());
-        let _ = l.conn().execute_batch("ROLLBACK");
-        r
-    })
-    .await;
+    let report = state
+        .reads
+        .read(|l| {
+            // One read transaction: appends made meanwhile are not half seen.
+            l.conn().execute_batch("BEGIN")?;
+            let r = verify::verify(l, VerifyOptions::default());
+            let _ = l.conn().execute_batch("ROLLBACK");
+            r
+        })
+        .await;
     let report: VerifyReport = match report {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return (false, format!("verify could not run: {e}")),
-        Err(e) => return (false, format!("verify task failed: {e}")),
+        Ok(r) => r,
+        Err(e) => return (false, format!("verify could not run: {e}")),
     };
     let message = match &report.failure {
         None => format!("{} entries verified", report.size),
