@@ -43,7 +43,7 @@ fn main() {
         for chunk in input.chunks(100_000) {
             let mut w = ledger.write().expect("write");
             for e in chunk {
-                w.append(e.clone()).expect("append");
+                w.append_ref(e).expect("append");
             }
             w.commit().expect("commit");
         }

@@ -68,7 +68,7 @@ fn worked_example_verifies() {
     let genesis = Entry::parse(lines[0].as_bytes()).unwrap();
     assert_eq!(genesis.data["vkey"], vkey.to_string());
     assert!(doc.contains(&hex::encode(vkey.public_key())));
-    let cp = open_checkpoint(&format!("{}", note), &vkey).unwrap();
+    let cp = open_checkpoint(note, &vkey).unwrap();
     assert_eq!(cp.size(), 2);
     assert_eq!(cp.root(), &root);
     assert_eq!(cp.origin(), "example.org/party-ledger");

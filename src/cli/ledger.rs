@@ -12,6 +12,8 @@ use djaudit::ledger::proof::{self, Proof};
 use djaudit::ledger::store::LogFilter;
 use djaudit::ledger::verify::{self, VerifyOptions, VerifyReport};
 use djaudit::ledger::{Actor, Entry, Ledger, NewEntry};
+use djaudit::records::mask::mask_json_in_place;
+use djaudit::records::replay::Replay;
 use serde_json::json;
 
 use super::{print_json, read_input_file, CliError, CmdResult, EXIT_NO};
@@ -248,12 +250,12 @@ fn append_batch(data: &Path, path: &Path, chunk: usize, actor: Actor) -> CmdResu
     for part in entries.chunks(chunk) {
         let mut w = ledger.write()?;
         for e in part {
-            w.append(e.clone())?;
+            w.append_ref(e)?;
         }
         let done = w.commit()?;
-        if let (Some(first), Some(last)) = (done.first(), done.last()) {
+        if let (Some(first), Some(last)) = (done.first, done.last()) {
             let mut out = stdout.lock();
-            let _ = writeln!(out, "committed entries {}..{}", first.seq, last.seq);
+            let _ = writeln!(out, "committed entries {first}..{last}");
             let _ = out.flush();
         }
     }
@@ -382,7 +384,11 @@ pub fn verify(data: &Path, a: VerifyArgs) -> CmdResult {
     let mut ledger = Ledger::open(data)?;
     let checkpoint = a.checkpoint.as_deref().map(read_input_file).transpose()?;
     let vkey = a.vkey.as_deref().map(read_vkey).transpose()?;
-    let mut replay: Option<Replay> = if a.replay { Some(Replay::new()?) } else { None };
+    let mut replay: Option<Replay> = if a.replay {
+        Some(Replay::new_in(ledger.dir())?)
+    } else {
+        None
+    };
     let mut observer = |e: &Entry| match replay.as_mut() {
         Some(r) => r.apply(e).map_err(|err| err.to_string()),
         None => Ok(()),
@@ -555,20 +561,3 @@ pub fn proof(c: ProofCommand) -> CmdResult {
     }
     Ok(ExitCode::SUCCESS)
 }
-
-// PENDING-RECORDS: replaced by the records module's replay and masking when it lands.
-struct Replay;
-impl Replay {
-    fn new() -> Result<Replay, CliError> {
-        Err(CliError::input(anyhow!(
-            "--replay needs the records module"
-        )))
-    }
-    fn apply(&mut self, _e: &Entry) -> Result<(), String> {
-        Ok(())
-    }
-    fn compare(self, _c: &rusqlite::Connection) -> Result<Vec<String>, CliError> {
-        Ok(Vec::new())
-    }
-}
-fn mask_json_in_place(_v: &mut serde_json::Value) {}

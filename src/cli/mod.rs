@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 
 mod daemon;
 mod ledger;
+mod records;
+mod synth;
 
 /// Exit code of a negative answer (tampering found, proof invalid, findings, access denied).
 pub const EXIT_NO: u8 = 1;
@@ -52,6 +54,15 @@ pub enum Command {
     /// Verify proofs offline, without a ledger.
     #[command(subcommand)]
     Proof(ledger::ProofCommand),
+    /// Import a file of records: one entry per real change, all or nothing.
+    Import(records::ImportArgs),
+    /// Compare a snapshot file with the projection without changing it; exit 1 if they differ.
+    Reconcile(records::ReconcileArgs),
+    /// Show, trace or export party records.
+    #[command(subcommand)]
+    Record(records::RecordCommand),
+    /// Write a deterministic synthetic organisation as import files.
+    Synth(synth::SynthArgs),
     /// Run the HTTP/JSON API and the scheduled scans.
     Serve(daemon::ServeArgs),
     /// API bearer tokens.
@@ -120,6 +131,10 @@ fn run(cli: Cli) -> CmdResult {
         Command::Checkpoint(a) => ledger::checkpoint(&data, a),
         Command::Prove(a) => ledger::prove(&data, a),
         Command::Proof(a) => ledger::proof(a),
+        Command::Import(a) => records::import(&data, a),
+        Command::Reconcile(a) => records::reconcile(&data, a),
+        Command::Record(c) => records::record(&data, c),
+        Command::Synth(a) => synth::synth(a),
         Command::Serve(a) => daemon::serve(&data, a),
         Command::Token(c) => daemon::token(&data, c),
         Command::Config(c) => daemon::config(c),
@@ -149,4 +164,15 @@ pub fn read_input_file(path: &std::path::Path) -> Result<String, CliError> {
         .map_err(|e| CliError::input(anyhow::anyhow!("cannot read `{}`: {e}", path.display())))?;
     String::from_utf8(bytes)
         .map_err(|_| CliError::input(anyhow::anyhow!("`{}` is not UTF-8 text", path.display())))
+}
+
+/// Parses a `YYYY-MM-DD` date given on the command line.
+pub fn parse_date(s: &str) -> Result<chrono::NaiveDate, CliError> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| CliError::input(anyhow::anyhow!("invalid date `{s}`: expected YYYY-MM-DD")))
+}
+
+/// Today's date in Asia/Shanghai (UTC+8, no daylight saving since 1991).
+pub fn today_shanghai() -> chrono::NaiveDate {
+    (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive()
 }

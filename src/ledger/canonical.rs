@@ -253,7 +253,8 @@ const ESCAPES: [u8; 256] = {
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-fn write_string(s: &str, out: &mut String) {
+/// Appends one JSON string in RFC 8785 form (quotes included).
+pub fn write_string(s: &str, out: &mut String) {
     out.reserve(s.len() + 2);
     out.push('"');
     let mut start = 0;

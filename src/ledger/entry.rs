@@ -153,6 +153,54 @@ impl Entry {
     }
 }
 
+/// Writes the canonical (RFC 8785) bytes of the entry with these members into `out`, without
+/// building an intermediate JSON value: member names sorted by UTF-16 code units, which for
+/// these ASCII names is `actor, data, kind, prev, seq, subject, ts, v` (and `os_user, service,
+/// user, via` inside `actor`). Equal to [`Entry::canonical_bytes`]; the bulk-append path.
+#[allow(clippy::too_many_arguments)]
+pub fn write_canonical_entry(
+    out: &mut String,
+    seq: u64,
+    ts: &str,
+    kind: &str,
+    actor: &Actor,
+    subject: &str,
+    data: &Value,
+    prev: &str,
+) -> Result<(), EntryError> {
+    out.push_str("{\"actor\":{");
+    if let Some(os_user) = &actor.os_user {
+        out.push_str("\"os_user\":");
+        canonical::write_string(os_user, out);
+        out.push(',');
+    }
+    if let Some(service) = &actor.service {
+        out.push_str("\"service\":");
+        canonical::write_string(service, out);
+        out.push(',');
+    }
+    out.push_str("\"user\":");
+    canonical::write_string(&actor.user, out);
+    out.push_str(",\"via\":");
+    canonical::write_string(&actor.via, out);
+    out.push_str("},\"data\":");
+    canonical::write_canonical(data, out)?;
+    out.push_str(",\"kind\":");
+    canonical::write_string(kind, out);
+    out.push_str(",\"prev\":");
+    canonical::write_string(prev, out);
+    out.push_str(",\"seq\":");
+    out.push_str(&seq.to_string());
+    out.push_str(",\"subject\":");
+    canonical::write_string(subject, out);
+    out.push_str(",\"ts\":");
+    canonical::write_string(ts, out);
+    out.push_str(",\"v\":");
+    out.push_str(&FORMAT_VERSION.to_string());
+    out.push('}');
+    Ok(())
+}
+
 /// The RFC 6962 leaf hash of an entry's canonical bytes.
 pub fn leaf_hash(canonical_bytes: &[u8]) -> Hash {
     merkle::leaf_hash(canonical_bytes)
@@ -272,6 +320,34 @@ mod tests {
                 r#""seq":42,"subject":"member/M000123","ts":"2026-11-28T05:25:39.123Z","v":1}"#
             )
         );
+    }
+
+    #[test]
+    fn direct_canonical_writer_equals_the_generic_path() {
+        let mut e = sample();
+        e.data = json!({"z": 1, "\u{1F600}": "😀", "\u{E000}": [1, {"b": null, "a": "\u{1}"}], "a/b": "x\"y"});
+        for actor in [
+            Actor {
+                user: "u".into(),
+                via: "api".into(),
+                os_user: None,
+                service: None,
+            },
+            Actor {
+                user: "u".into(),
+                via: "api".into(),
+                os_user: Some("o".into()),
+                service: Some("svc".into()),
+            },
+        ] {
+            e.actor = actor;
+            let mut out = String::new();
+            write_canonical_entry(
+                &mut out, e.seq, &e.ts, &e.kind, &e.actor, &e.subject, &e.data, &e.prev,
+            )
+            .unwrap();
+            assert_eq!(out.as_bytes(), e.canonical_bytes().unwrap().as_slice());
+        }
     }
 
     #[test]

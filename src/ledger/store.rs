@@ -720,7 +720,51 @@ pub struct WriteTx<'c> {
     next_seq: u64,
     prev: Hash,
     last_ts: String,
-    appended: Vec<Appended>,
+    clock: Clock,
+    buf: String,
+    first: Option<u64>,
+    count: u64,
+}
+
+/// What a committed write appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Committed {
+    /// Seq of the first entry appended, if any.
+    pub first: Option<u64>,
+    /// Number of entries appended.
+    pub count: u64,
+}
+
+impl Committed {
+    /// Seq of the last entry appended, if any.
+    pub fn last(&self) -> Option<u64> {
+        self.first.map(|f| f + self.count - 1)
+    }
+}
+
+/// Entry timestamps, formatted at most once per millisecond.
+struct Clock {
+    millis: i64,
+    text: String,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            millis: i64::MIN,
+            text: String::new(),
+        }
+    }
+
+    fn now(&mut self) -> &str {
+        let now = chrono::Utc::now();
+        let millis = now.timestamp_millis();
+        if millis != self.millis {
+            self.millis = millis;
+            self.text = now.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        }
+        &self.text
+    }
 }
 
 impl<'c> WriteTx<'c> {
@@ -747,7 +791,10 @@ impl<'c> WriteTx<'c> {
             next_seq,
             prev,
             last_ts,
-            appended: Vec::new(),
+            clock: Clock::new(),
+            buf: String::with_capacity(1024),
+            first: None,
+            count: 0,
         })
     }
 
@@ -761,17 +808,23 @@ impl<'c> WriteTx<'c> {
         self.next_seq
     }
 
-    /// Entries appended so far in this transaction.
-    pub fn appended(&self) -> &[Appended] {
-        &self.appended
+    /// Number of entries appended so far in this transaction.
+    pub fn count(&self) -> u64 {
+        self.count
     }
 
     /// Appends one entry (seq, ts and prev are assigned here) and returns it.
     pub fn append(&mut self, e: NewEntry) -> Result<Appended> {
+        self.append_ref(&e)
+    }
+
+    /// Appends one entry without taking ownership of it (bulk paths reuse their values).
+    pub fn append_ref(&mut self, e: &NewEntry) -> Result<Appended> {
         e.validate()?;
-        let mut ts = entry::now_ts();
-        if ts < self.last_ts {
-            ts = self.last_ts.clone();
+        let now = self.clock.now();
+        if now > self.last_ts.as_str() {
+            self.last_ts.clear();
+            self.last_ts.push_str(now);
         }
         let seq = self.next_seq;
         let prev = if seq == 0 {
@@ -779,45 +832,43 @@ impl<'c> WriteTx<'c> {
         } else {
             entry::hex_hash(&self.prev)
         };
-        let full = Entry {
-            v: entry::FORMAT_VERSION,
+        self.buf.clear();
+        entry::write_canonical_entry(
+            &mut self.buf,
             seq,
-            ts: ts.clone(),
-            kind: e.kind,
-            actor: e.actor,
-            subject: e.subject,
-            data: e.data,
-            prev,
-        };
-        let bytes = full.canonical_bytes()?;
-        let leaf = entry::leaf_hash(&bytes);
-        // INVARIANT: canonical bytes are produced from Rust strings, so they are UTF-8.
-        let body = String::from_utf8(bytes)
-            .map_err(|_| LedgerError::Damaged("canonical bytes are not UTF-8".into()))?;
+            &self.last_ts,
+            &e.kind,
+            &e.actor,
+            &e.subject,
+            &e.data,
+            &prev,
+        )?;
+        let leaf = entry::leaf_hash(self.buf.as_bytes());
         {
             let mut stmt = self.tx.prepare_cached(
                 "INSERT INTO entry(seq, body, leaf_hash, kind, subject, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             stmt.execute(params![
                 seq as i64,
-                body,
+                self.buf,
                 &leaf[..],
-                full.kind,
-                full.subject,
-                full.actor.user
+                e.kind,
+                e.subject,
+                e.actor.user
             ])?;
         }
         self.next_seq = seq + 1;
         self.prev = leaf;
-        self.last_ts = ts.clone();
-        self.store_completed_nodes(self.next_seq)?;
-        let a = Appended {
+        if self.next_seq % (1u64 << TILE_HEIGHT) == 0 {
+            self.store_completed_nodes(self.next_seq)?;
+        }
+        self.count += 1;
+        self.first.get_or_insert(seq);
+        Ok(Appended {
             seq,
             leaf_hash: leaf,
-            ts,
-        };
-        self.appended.push(a.clone());
-        Ok(a)
+            ts: self.last_ts.clone(),
+        })
     }
 
     /// After the tree reached `size`, stores every complete subtree that just completed at a
@@ -848,9 +899,12 @@ impl<'c> WriteTx<'c> {
 
     /// Commits entries and projection writes together (durable on return: WAL with
     /// `synchronous=FULL`).
-    pub fn commit(self) -> Result<Vec<Appended>> {
+    pub fn commit(self) -> Result<Committed> {
         self.tx.commit()?;
-        Ok(self.appended)
+        Ok(Committed {
+            first: self.first,
+            count: self.count,
+        })
     }
 }
 

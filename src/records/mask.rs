@@ -12,6 +12,8 @@
 
 use std::borrow::Cow;
 
+use serde_json::Value as Json;
+
 use super::model::{is_sensitive, Change, Changes, FieldValue, Fields};
 
 /// What money fields show when masked.
@@ -84,6 +86,39 @@ pub fn mask_changes(changes: &Changes) -> Changes {
             )
         })
         .collect()
+}
+
+/// Masks, anywhere in a JSON value, the values of members named like a sensitive field
+/// (`phone`, `id_number`, `monthly_income`, `base_income`): a string is masked as
+/// [`mask_text`] does, a number or boolean becomes `***`, and inside an array or object under
+/// such a name every leaf is masked the same way (`"phone": ["13900000001", null]` →
+/// `["139****0001", null]`). `null` stays `null`. Used for entries shown to people
+/// (`log --json`, `record history`).
+pub fn mask_json_in_place(value: &mut Json) {
+    match value {
+        Json::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if is_sensitive(key) {
+                    mask_json_leaves(key, v);
+                } else {
+                    mask_json_in_place(v);
+                }
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(mask_json_in_place),
+        _ => {}
+    }
+}
+
+/// Masks every leaf of `value` as a value of the sensitive field `field`.
+fn mask_json_leaves(field: &str, value: &mut Json) {
+    match value {
+        Json::Null => {}
+        Json::String(s) => *s = mask_text(field, s).into_owned(),
+        Json::Number(_) | Json::Bool(_) => *value = Json::String(MONEY_MASK.to_owned()),
+        Json::Array(items) => items.iter_mut().for_each(|v| mask_json_leaves(field, v)),
+        Json::Object(map) => map.values_mut().for_each(|v| mask_json_leaves(field, v)),
+    }
 }
 
 #[cfg(test)]
@@ -165,6 +200,46 @@ mod tests {
         assert_eq!(
             m["monthly_income"].new,
             Some(FieldValue::Text("***".into()))
+        );
+    }
+
+    #[test]
+    fn mask_json_masks_sensitive_names_at_any_depth() {
+        let mut v = serde_json::json!({
+            "changes": {
+                "phone": ["13900000001", "13900000002"],
+                "monthly_income": [null, 450000],
+                "name": ["张三", "李四"]
+            },
+            "record": {"id_number": "230102199001011234", "base_income": 1, "amount": 4500},
+            "list": [{"phone": "13900000003"}],
+            "phone_count": 3
+        });
+        mask_json_in_place(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "changes": {
+                    "phone": ["139****0001", "139****0002"],
+                    "monthly_income": [null, "***"],
+                    "name": ["张三", "李四"]
+                },
+                "record": {"id_number": "2301**********1234", "base_income": "***", "amount": 4500},
+                "list": [{"phone": "139****0003"}],
+                "phone_count": 3
+            })
+        );
+        // Nothing of the original digits in the middle survives.
+        assert!(!v.to_string().contains("00000001"));
+    }
+
+    #[test]
+    fn mask_json_masks_objects_under_sensitive_names() {
+        let mut v = serde_json::json!({"phone": {"home": "13900000001", "n": true}});
+        mask_json_in_place(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"phone": {"home": "139****0001", "n": "***"}})
         );
     }
 }

@@ -1,0 +1,377 @@
+//! Record commands: import, reconcile, record show|history|export.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use clap::{Args, Subcommand};
+use djaudit::ledger::{Actor, Ledger};
+use djaudit::records::history::{self, History, RecordView};
+use djaudit::records::import::{self, ImportSummary};
+use djaudit::records::model::{Change, Changes, Fields, RecordKind};
+use djaudit::records::parse::{EncodingChoice, FormatChoice, ImportError, ImportOptions};
+use djaudit::records::projection;
+use djaudit::records::reconcile::{self, Reconciliation};
+use djaudit::records::RecordError;
+
+use super::{print_json, CliError, CmdResult, EXIT_NO};
+
+impl From<RecordError> for CliError {
+    fn from(e: RecordError) -> CliError {
+        if let RecordError::File(ImportError::BadRows(bad)) = &e {
+            // The full report (at most 20 problems, file:line each) before the summary line.
+            for line in bad.lines() {
+                eprintln!("{line}");
+            }
+        }
+        if e.is_input() {
+            CliError::input(e)
+        } else {
+            CliError::storage(e)
+        }
+    }
+}
+
+fn parse_kind(s: &str) -> Result<RecordKind, String> {
+    s.parse()
+}
+
+fn parse_encoding(s: &str) -> Result<EncodingChoice, String> {
+    s.parse()
+}
+
+fn parse_format(s: &str) -> Result<FormatChoice, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "csv" => Ok(FormatChoice::Csv),
+        "jsonl" | "ndjson" | "json" => Ok(FormatChoice::JsonLines),
+        "auto" => Ok(FormatChoice::Auto),
+        _ => Err(format!("unknown format `{s}`: expected csv|jsonl")),
+    }
+}
+
+/// How to read an input file (shared by import and reconcile).
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// Text encoding of the file (default: UTF-8 if the file is valid UTF-8, else GB18030).
+    #[arg(long, value_parser = parse_encoding, value_name = "utf-8|gb18030")]
+    pub encoding: Option<EncodingChoice>,
+    /// File format (default: by extension, else by content).
+    #[arg(long, value_parser = parse_format, value_name = "csv|jsonl")]
+    pub format: Option<FormatChoice>,
+}
+
+impl FileArgs {
+    fn options(&self) -> ImportOptions {
+        ImportOptions {
+            encoding: self.encoding.unwrap_or_default(),
+            format: self.format.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// What the file holds: orgs, members, dues, meetings, transfers or users.
+    #[arg(value_parser = parse_kind, value_name = "orgs|members|dues|meetings|transfers|users")]
+    pub kind: RecordKind,
+    /// The CSV or JSON Lines file.
+    pub file: PathBuf,
+    /// The djaudit user the changes are attributed to (default: the operating-system user).
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[command(flatten)]
+    pub read: FileArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// What the snapshot holds: orgs, members, dues, meetings, transfers or users.
+    #[arg(value_parser = parse_kind, value_name = "KIND")]
+    pub kind: RecordKind,
+    /// The snapshot file (CSV or JSON Lines, as for import).
+    pub file: PathBuf,
+    /// One JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The djaudit user the `scan.reconcile` entry is attributed to.
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[command(flatten)]
+    pub read: FileArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordCommand {
+    /// Show the current state of a record (sensitive values masked).
+    Show {
+        /// `<kind>/<id>`, e.g. `member/M000123` or `dues/M000123/2026-03`.
+        name: String,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a record's current state and every entry about it (sensitive values masked).
+    History {
+        /// `<kind>/<id>`, e.g. `member/M000123`.
+        name: String,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the projection of one kind as CSV with the canonical headers, sorted by id.
+    Export {
+        #[arg(value_parser = parse_kind, value_name = "KIND")]
+        kind: RecordKind,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn os_user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| djaudit::ledger::entry::valid_name(u))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The actor of a command: `--actor` or the operating-system user, on channel `via`.
+fn actor(user: Option<&str>, via: &str) -> Actor {
+    let mut a = Actor::cli(user.unwrap_or(&os_user()));
+    a.via = via.to_owned();
+    a
+}
+
+/// A row counter on stderr when it is a terminal; nothing otherwise.
+fn progress_bar(what: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {msg}: {human_pos} rows ({per_sec}) {elapsed}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(bar)
+}
+
+pub fn import(data: &Path, a: ImportArgs) -> CmdResult {
+    let mut ledger = Ledger::open(data)?;
+    let who = actor(a.actor.as_deref(), "import");
+    let bar = progress_bar(&format!("importing {}", a.kind.plural()));
+    let mut progress = |rows: u64| {
+        if let Some(b) = &bar {
+            b.set_position(rows);
+        }
+    };
+    let result = import::import(
+        &mut ledger,
+        a.kind,
+        &a.file,
+        a.read.options(),
+        &who,
+        &mut progress,
+    );
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let summary = result?;
+    let checkpoint = match summary.appended {
+        Some(_) => Some(ledger.checkpoint()?),
+        None => None,
+    };
+    println!("{}", import_line(&summary, checkpoint.map(|c| c.size)));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import_line(s: &ImportSummary, checkpoint: Option<u64>) -> String {
+    let counts = format!(
+        "{} {}: {} created, {} updated, {} unchanged",
+        s.file.rows,
+        if s.file.rows == 1 { "row" } else { "rows" },
+        s.created,
+        s.updated,
+        s.unchanged
+    );
+    match s.appended {
+        Some((first, last)) => format!(
+            "imported {} from {} ({}): {counts}; entries {first}..{last}{}",
+            s.kind.plural(),
+            s.file.file,
+            s.file.encoding.name(),
+            checkpoint.map_or_else(String::new, |size| format!("; checkpoint at size {size}"))
+        ),
+        None => format!(
+            "nothing to import from {}: {counts}; no entries appended",
+            s.file.file
+        ),
+    }
+}
+
+pub fn reconcile(data: &Path, a: ReconcileArgs) -> CmdResult {
+    let mut ledger = Ledger::open(data)?;
+    let who = actor(a.actor.as_deref(), "cli");
+    let bar = progress_bar(&format!("reconciling {}", a.kind.plural()));
+    let mut progress = |rows: u64| {
+        if let Some(b) = &bar {
+            b.set_position(rows);
+        }
+    };
+    let result = reconcile::reconcile(
+        &mut ledger,
+        a.kind,
+        &a.file,
+        a.read.options(),
+        &who,
+        &mut progress,
+    );
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let r = result?;
+    ledger.checkpoint()?;
+    if a.json {
+        print_json(&r.to_json())?;
+    } else {
+        print_reconciliation(&r).map_err(CliError::storage)?;
+    }
+    Ok(if r.differs() {
+        ExitCode::from(EXIT_NO)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn value_text(v: &Option<djaudit::records::FieldValue>) -> String {
+    v.as_ref()
+        .map_or_else(|| "(absent)".to_owned(), ToString::to_string)
+}
+
+fn change_text(name: &str, c: &Change) -> String {
+    format!("{name}: {} → {}", value_text(&c.old), value_text(&c.new))
+}
+
+fn print_reconciliation(r: &Reconciliation) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let kind = r.kind;
+    for id in &r.added {
+        writeln!(out, "added    {}", projection::subject(kind, id))?;
+    }
+    for id in &r.missing {
+        writeln!(out, "missing  {}", projection::subject(kind, id))?;
+    }
+    for c in &r.changed {
+        let fields: Vec<String> = c.changes.iter().map(|(n, ch)| change_text(n, ch)).collect();
+        writeln!(
+            out,
+            "changed  {}: {}",
+            projection::subject(kind, &c.id),
+            fields.join("; ")
+        )?;
+    }
+    writeln!(
+        out,
+        "{} {} {}: {} added, {} missing, {} changed, {} unchanged (file sha256 {}, entry {})",
+        if r.differs() { "DIFFERS:" } else { "ok:" },
+        kind.plural(),
+        r.file.file,
+        r.added.len(),
+        r.missing.len(),
+        r.changed.len(),
+        r.unchanged,
+        r.file.sha256_hex(),
+        r.seq
+    )?;
+    out.flush()
+}
+
+pub fn record(data: &Path, c: RecordCommand) -> CmdResult {
+    match c {
+        RecordCommand::Show { name, json } => {
+            let ledger = Ledger::open(data)?;
+            projection::ensure_schema(ledger.conn())?;
+            let view = history::show(&ledger, &name)?;
+            if json {
+                print_json(&view.to_json())?;
+            } else {
+                print_view(&view);
+            }
+        }
+        RecordCommand::History { name, json } => {
+            let ledger = Ledger::open(data)?;
+            projection::ensure_schema(ledger.conn())?;
+            let h = history::history(&ledger, &name)?;
+            if json {
+                print_json(&h.to_json())?;
+            } else {
+                print_history(&h);
+            }
+        }
+        RecordCommand::Export { kind, out } => {
+            let ledger = Ledger::open(data)?;
+            projection::ensure_schema(ledger.conn())?;
+            let (mut w, path): (Box<dyn Write>, PathBuf) = match &out {
+                Some(p) => (
+                    Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+                        |e| CliError::input(anyhow!("cannot write `{}`: {e}", p.display())),
+                    )?)),
+                    p.clone(),
+                ),
+                None => (
+                    Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                    PathBuf::from("-"),
+                ),
+            };
+            let n = projection::export_csv(ledger.conn(), kind, &mut w, &path)?;
+            if out.is_some() {
+                eprintln!("exported {n} {} to {}", kind.plural(), path.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the present fields in the kind's field order.
+fn print_fields(kind: RecordKind, fields: &Fields, indent: &str) {
+    for spec in kind.fields() {
+        if let Some(v) = fields.get(spec.name) {
+            println!("{indent}{}: {v}", spec.name);
+        }
+    }
+}
+
+fn print_view(v: &RecordView) {
+    println!("{} (last written by entry {})", v.subject(), v.last_seq);
+    print_fields(v.kind, &v.fields, "  ");
+}
+
+fn print_changes(changes: &Changes, indent: &str) {
+    for (name, c) in changes {
+        match (&c.old, &c.new) {
+            (None, Some(new)) => println!("{indent}{name}: {new}"),
+            _ => println!("{indent}{}", change_text(name, c)),
+        }
+    }
+}
+
+fn print_history(h: &History) {
+    match &h.current {
+        Some(v) => print_view(v),
+        None => println!(
+            "{} (no longer in the projection)",
+            projection::subject(h.kind, &h.id)
+        ),
+    }
+    println!("history:");
+    for i in &h.items {
+        println!(
+            "  {:>8}  {}  {:<16} by {} ({})",
+            i.seq, i.ts, i.kind, i.actor.user, i.actor.via
+        );
+        print_changes(&i.changes, "            ");
+    }
+}
