@@ -32,8 +32,10 @@ use crate::ledger::entry::{hex_hash, is_reserved_kind, now_ts, valid_name, valid
 use crate::ledger::store::LogFilter;
 use crate::ledger::{Actor, LedgerError, NewEntry, WriteTx};
 use crate::policy::{Action, PolicyError, Resource};
-use crate::records::model::{fields_from_row, fields_to_json, is_sensitive};
-use crate::records::RecordKind;
+use crate::records::mask::mask_json_in_place;
+use crate::records::model::{diff, fields_from_json, fields_to_json};
+use crate::records::projection::{self, RecordError};
+use crate::records::{Record, RecordKind};
 
 /// Most entries one `GET /v1/log` returns.
 pub const MAX_LOG_LIMIT: usize = 1000;
@@ -533,18 +535,329 @@ async fn post_entry(
         .into_response())
 }
 
+/// Most record changes in one request.
+pub const MAX_BATCH_CHANGES: usize = 1000;
+
+/// What a change asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Op {
+    /// Create the record, or update it to exactly this content.
+    Upsert,
+    /// Create; 409 if it exists.
+    Create,
+    /// Update to exactly this content; 404 if it does not exist.
+    Update,
+    /// Remove; 404 if it does not exist.
+    Remove,
+}
+
+/// One change as sent.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeRequest {
+    #[serde(default = "default_op")]
+    op: Op,
+    /// The whole record in flat canonical form (create, update, upsert).
+    record: Option<Value>,
+    /// The record's id (remove).
+    id: Option<String>,
+    /// The `last_seq` the sender last saw; 409 if the record changed since.
+    expect_seq: Option<u64>,
+}
+
+fn default_op() -> Op {
+    Op::Upsert
+}
+
+/// A single change or `{"batch": [change, …]}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RecordsRequest {
+    Batch { batch: Vec<ChangeRequest> },
+    One(ChangeRequest),
+}
+
+/// A change after parsing: the record (validated) or the id to remove.
+#[derive(Clone)]
+struct Change {
+    op: Op,
+    id: String,
+    record: Option<Record>,
+    expect_seq: Option<u64>,
+}
+
+fn record_error(e: RecordError) -> JobError {
+    match e {
+        RecordError::Exists(_) => JobError::Conflict(e.to_string()),
+        RecordError::NotFound(_) => JobError::NotFound(e.to_string()),
+        e if e.is_input() => JobError::Input(e.to_string()),
+        e => JobError::Storage(e.to_string()),
+    }
+}
+
+fn parse_change(kind: RecordKind, i: usize, c: ChangeRequest) -> ApiResult<Change> {
+    let at = |m: String| ApiError::malformed(format!("change {i}: {m}"));
+    match c.op {
+        Op::Remove => {
+            if c.record.is_some() {
+                return Err(at("`remove` takes `id`, not `record`".into()));
+            }
+            let id = c.id.ok_or_else(|| at("`remove` needs `id`".into()))?;
+            if id.is_empty() || id.len() > 256 {
+                return Err(at("invalid `id`".into()));
+            }
+            Ok(Change {
+                op: c.op,
+                id,
+                record: None,
+                expect_seq: c.expect_seq,
+            })
+        }
+        _ => {
+            if c.id.is_some() {
+                return Err(at("`id` goes with `remove`; send the whole `record`".into()));
+            }
+            let json = c.record.ok_or_else(|| at("missing `record`".into()))?;
+            let fields = fields_from_json(kind, &json).map_err(|e| at(e.to_string()))?;
+            let record = Record::from_fields(kind, &fields).map_err(|e| at(e.to_string()))?;
+            Ok(Change {
+                op: c.op,
+                id: record.id(),
+                record: Some(record),
+                expect_seq: c.expect_seq,
+            })
+        }
+    }
+}
+
+/// The decisions a change needs: the action on the record where it is (or will be), and
+/// for a move, the action on where it goes.
+fn requests_for(
+    kind: RecordKind,
+    id: &str,
+    before: Option<&crate::records::Fields>,
+    after: Option<&Record>,
+) -> Result<Vec<(Action, Resource)>, JobError> {
+    let text = |f: Option<&crate::records::Fields>, name: &str| {
+        f.and_then(|f| f.get(name))
+            .and_then(|v| v.as_text())
+            .map(str::to_owned)
+    };
+    let after_fields = after.map(Record::to_fields);
+    let action = match (before, after) {
+        (None, Some(_)) => Action::Create,
+        (Some(_), Some(_)) => Action::Update,
+        (Some(_), None) => Action::Remove,
+        (None, None) => return Ok(Vec::new()),
+    };
+    let subject = projection::subject(kind, id);
+    let existing = || -> Result<Resource, JobError> {
+        subject
+            .parse::<Resource>()
+            .map_err(|e| JobError::Input(e.to_string()))
+    };
+    Ok(match kind {
+        RecordKind::User => vec![(Action::ManageUsers, Resource::System)],
+        RecordKind::Member => {
+            let new_org = text(after_fields.as_ref(), "org_id").unwrap_or_default();
+            let placed = Resource::NewMember {
+                member_id: id.to_owned(),
+                org_id: new_org.clone(),
+            };
+            match action {
+                Action::Create => vec![(action, placed)],
+                Action::Update if text(before, "org_id").unwrap_or_default() != new_org => {
+                    vec![(action, existing()?), (action, placed)]
+                }
+                _ => vec![(action, existing()?)],
+            }
+        }
+        RecordKind::Org => {
+            let placed = || Resource::NewOrg {
+                org_id: id.to_owned(),
+                kind: text(after_fields.as_ref(), "kind").unwrap_or_default(),
+                parent_id: text(after_fields.as_ref(), "parent_id"),
+            };
+            match action {
+                Action::Create => vec![(action, placed())],
+                Action::Update
+                    if text(before, "parent_id") != text(after_fields.as_ref(), "parent_id") =>
+                {
+                    vec![(action, existing()?), (action, placed())]
+                }
+                _ => vec![(action, existing()?)],
+            }
+        }
+        // Dues and transfers belong to their member, meetings to their org.
+        RecordKind::Dues | RecordKind::Transfer | RecordKind::Meeting => {
+            vec![(action, existing()?)]
+        }
+    })
+}
+
+/// The outcome of one change.
+#[derive(Debug, Clone, serde::Serialize)]
+struct ChangeResult {
+    subject: String,
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+}
+
+enum ChangeOutcome {
+    Denied(Action, Resource, Verdict),
+    Done(Vec<ChangeResult>, Vec<u64>),
+}
+
+/// Runs the changes of one request in the writer's transaction: every check first, then
+/// every decision (recorded), then — only if all are allowed — every change.
+fn apply_changes(
+    w: &mut WriteTx<'_>,
+    ctx: &mut JobCtx<'_>,
+    kind: RecordKind,
+    changes: &[Change],
+    actor: &Actor,
+) -> Result<ChangeOutcome, JobError> {
+    // 1. Checks against the current projection; nothing is written yet.
+    let mut plans = Vec::with_capacity(changes.len());
+    for c in changes {
+        let subject = projection::subject(kind, &c.id);
+        let current = projection::get(w.conn(), kind, &c.id).map_err(record_error)?;
+        match (&current, c.op) {
+            (Some(_), Op::Create) => {
+                return Err(JobError::Conflict(format!(
+                    "record `{subject}` already exists"
+                )))
+            }
+            (None, Op::Update | Op::Remove) => {
+                return Err(JobError::NotFound(format!("no record `{subject}`")))
+            }
+            _ => {}
+        }
+        if let Some(want) = c.expect_seq {
+            let have = current.as_ref().map(|r| r.last_seq);
+            if have != Some(want) {
+                return Err(JobError::Conflict(format!(
+                    "record `{subject}` was last written by entry {}, not {want}",
+                    have.map_or_else(|| "none".to_owned(), |s| s.to_string())
+                )));
+            }
+        }
+        let changed = match (&current, &c.record) {
+            (Some(cur), Some(rec)) => !diff(&cur.fields, &rec.to_fields()).is_empty(),
+            _ => true,
+        };
+        let requests = if changed {
+            requests_for(
+                kind,
+                &c.id,
+                current.as_ref().map(|r| &r.fields),
+                c.record.as_ref(),
+            )?
+        } else {
+            Vec::new()
+        };
+        plans.push((subject, current, changed, requests));
+    }
+    // 2. Decisions, each recorded; a refusal stops before any change.
+    let mut decisions = Vec::new();
+    for (_, _, _, requests) in &plans {
+        for (action, resource) in requests {
+            let v = decide_and_record(w, ctx, actor, *action, resource)?;
+            decisions.push(v.seq);
+            if !v.allowed {
+                return Ok(ChangeOutcome::Denied(*action, resource.clone(), v));
+            }
+        }
+    }
+    // 3. The changes, each with its projection row.
+    let mut results = Vec::with_capacity(plans.len());
+    for ((subject, current, changed, _), c) in plans.into_iter().zip(changes) {
+        let (result, seq) = match (current, &c.record) {
+            (_, _) if !changed => ("unchanged", None),
+            (None, Some(rec)) => (
+                "created",
+                Some(projection::create(w, rec, actor).map_err(record_error)?.seq),
+            ),
+            (Some(cur), Some(rec)) => {
+                let changes = diff(&cur.fields, &rec.to_fields());
+                let a =
+                    projection::update(w, kind, &c.id, &changes, actor).map_err(record_error)?;
+                ("updated", a.map(|a| a.seq))
+            }
+            (Some(_), None) => (
+                "removed",
+                Some(
+                    projection::remove(w, kind, &c.id, actor)
+                        .map_err(record_error)?
+                        .seq,
+                ),
+            ),
+            (None, None) => return Err(JobError::NotFound(format!("no record `{subject}`"))),
+        };
+        if seq.is_some() && kind == RecordKind::Org {
+            ctx.orgs_changed = true;
+        }
+        results.push(ChangeResult {
+            subject,
+            result,
+            seq,
+        });
+    }
+    Ok(ChangeOutcome::Done(results, decisions))
+}
+
 async fn post_records(
-    State(_s): State<Arc<AppState>>,
-    _caller: Caller,
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
     PathParams(kind): PathParams<String>,
+    JsonBody(req): JsonBody<RecordsRequest>,
 ) -> ApiResult<Response> {
-    // PENDING-RECORDS: record changes need the projection writer of the import module.
     let kind: RecordKind = kind.parse().map_err(ApiError::not_found)?;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        format!("record changes of `{kind}` through the API are not available in this build"),
-    ))
+    let requests = match req {
+        RecordsRequest::One(c) => vec![c],
+        RecordsRequest::Batch { batch } => batch,
+    };
+    if requests.is_empty() || requests.len() > MAX_BATCH_CHANGES {
+        return Err(ApiError::malformed(format!(
+            "a batch has 1 to {MAX_BATCH_CHANGES} changes"
+        )));
+    }
+    let mut changes = Vec::with_capacity(requests.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, c) in requests.into_iter().enumerate() {
+        let c = parse_change(kind, i, c)?;
+        if !seen.insert(c.id.clone()) {
+            return Err(ApiError::malformed(format!(
+                "change {i}: record `{}` appears twice in the batch",
+                projection::subject(kind, &c.id)
+            )));
+        }
+        changes.push(c);
+    }
+    let actor = caller.actor();
+    let outcome = s
+        .writer
+        .submit(move |w, ctx| apply_changes(w, ctx, kind, &changes, &actor))
+        .await?;
+    match outcome {
+        ChangeOutcome::Denied(action, resource, v) => {
+            Err(denied(&caller.user, action, &resource, &v))
+        }
+        ChangeOutcome::Done(results, decisions) => {
+            let status = if results.iter().any(|r| r.result == "created") {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok((
+                status,
+                Json(json!({"results": results, "decisions": decisions})),
+            )
+                .into_response())
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -591,32 +904,6 @@ enum ReadOutcome {
     Record(RecordView),
 }
 
-/// Reads one projection row in flat form.
-// PENDING-RECORDS: replaced by `records::projection::get` when it lands.
-fn read_row(
-    conn: &rusqlite::Connection,
-    kind: RecordKind,
-    id: &str,
-) -> Result<Option<(Value, u64)>, JobError> {
-    let sql = format!(
-        "SELECT *, last_seq FROM {} WHERE {} = ?1",
-        kind.table(),
-        kind.id_field()
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query([id])?;
-    match rows.next()? {
-        None => Ok(None),
-        Some(row) => {
-            let fields = fields_from_row(kind, row).map_err(|e| {
-                JobError::Storage(format!("projection row `{kind}/{id}` is unreadable: {e}"))
-            })?;
-            let last_seq: i64 = row.get("last_seq")?;
-            Ok(Some((fields_to_json(&fields), last_seq.max(0) as u64)))
-        }
-    }
-}
-
 async fn get_record(
     State(s): State<Arc<AppState>>,
     caller: Caller,
@@ -638,9 +925,10 @@ async fn get_record(
     let outcome = s
         .writer
         .submit(move |w, ctx| {
-            let Some((mut record, last_seq)) = read_row(w.conn(), kind, &id)? else {
+            let Some(row) = projection::get(w.conn(), kind, &id).map_err(record_error)? else {
                 return Err(JobError::NotFound(format!("no record `{kind}/{id}`")));
             };
+            let (mut record, last_seq) = (fields_to_json(&row.fields), row.last_seq);
             let v = decide_and_record(w, ctx, &actor, action, &resource)?;
             if !v.allowed {
                 return Ok(ReadOutcome::Denied(v));
@@ -678,35 +966,6 @@ fn subject_resource(kind: RecordKind, subject: &str) -> Resource {
     match kind {
         RecordKind::User => Resource::System,
         _ => subject.parse().unwrap_or(Resource::System),
-    }
-}
-
-/// Masks, anywhere in a JSON value, the values of members named like a sensitive field.
-// PENDING-RECORDS: replaced by `records::mask::mask_json_in_place` when it lands.
-pub fn mask_json_in_place(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                if is_sensitive(key) {
-                    mask_leaves(key, v);
-                } else {
-                    mask_json_in_place(v);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(mask_json_in_place),
-        _ => {}
-    }
-}
-
-fn mask_leaves(field: &str, value: &mut Value) {
-    use crate::records::mask::{mask_text, MONEY_MASK};
-    match value {
-        Value::Null => {}
-        Value::String(s) => *s = mask_text(field, s).into_owned(),
-        Value::Number(_) | Value::Bool(_) => *value = Value::String(MONEY_MASK.to_owned()),
-        Value::Array(items) => items.iter_mut().for_each(|v| mask_leaves(field, v)),
-        Value::Object(map) => map.values_mut().for_each(|v| mask_leaves(field, v)),
     }
 }
 
@@ -914,22 +1173,6 @@ mod tests {
         assert!(json_error(&e).starts_with("unknown field `m`"));
         let e = serde_json::from_str::<T>(r#"{"n": "#).unwrap_err();
         assert!(json_error(&e).starts_with("truncated JSON"));
-    }
-
-    #[test]
-    fn masking_reaches_records_and_changes() {
-        let mut v = json!({
-            "record": {"member_id": "M1", "phone": "13900000001", "monthly_income": 500000},
-            "changes": {"id_number": ["230102199001011234", null]}
-        });
-        mask_json_in_place(&mut v);
-        assert_eq!(v["record"]["phone"], "139****0001");
-        assert_eq!(v["record"]["monthly_income"], "***");
-        assert_eq!(v["record"]["member_id"], "M1");
-        assert_eq!(
-            v["changes"]["id_number"],
-            json!(["2301**********1234", null])
-        );
     }
 
     #[test]

@@ -164,9 +164,8 @@ impl AppState {
 /// do not exist yet.
 fn prepare_database(ledger: &mut Ledger) -> Result<(), DaemonError> {
     let w = ledger.write()?;
-    // PENDING-RECORDS: replaced by `records::projection::ensure_schema` when it lands.
-    w.conn()
-        .execute_batch(include_str!("../records/schema.sql"))?;
+    crate::records::projection::ensure_schema(w.conn())
+        .map_err(|e| DaemonError::Internal(e.to_string()))?;
     auth::ensure_table(w.conn())?;
     w.commit()?;
     Ok(())

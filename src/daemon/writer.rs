@@ -387,8 +387,10 @@ impl Writer {
         }
         let orgs_changed = ctx.orgs_changed;
         let committed = w.commit().map_err(|e| e.to_string())?;
-        self.metrics
-            .batch(jobs.len(), usize::try_from(committed.count).unwrap_or(usize::MAX));
+        self.metrics.batch(
+            jobs.len(),
+            usize::try_from(committed.count).unwrap_or(usize::MAX),
+        );
         if orgs_changed {
             self.org_signature = None;
         }
