@@ -387,7 +387,7 @@ async fn each_error_status_for_its_cause() {
         &c,
         a,
         "GET",
-        &format!("/v1/log?kind=note.added&limit=10"),
+        "/v1/log?kind=note.added&limit=10",
         Some(f.token("aud")),
         &[],
         None,

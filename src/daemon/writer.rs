@@ -241,6 +241,14 @@ fn is_busy(e: &LedgerError) -> bool {
     )
 }
 
+/// Runs a statement without parameters through the statement cache.
+fn exec_cached(conn: &rusqlite::Connection, sql: &str) -> Result<(), String> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(|e| format!("storage: {e}"))
+}
+
 impl Writer {
     fn run(&mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut batch: Vec<Box<dyn AnyJob>> = Vec::with_capacity(self.max_batch);
@@ -367,13 +375,9 @@ impl Writer {
         let single = jobs.len() == 1;
         for job in jobs.iter_mut() {
             let before = w.next_seq();
-            w.conn()
-                .execute_batch("SAVEPOINT job")
-                .map_err(|e| format!("storage: {e}"))?;
+            exec_cached(w.conn(), "SAVEPOINT job")?;
             if job.run(&mut w, &mut ctx) {
-                w.conn()
-                    .execute_batch("RELEASE job")
-                    .map_err(|e| format!("storage: {e}"))?;
+                exec_cached(w.conn(), "RELEASE job")?;
             } else if w.next_seq() == before {
                 w.conn()
                     .execute_batch("ROLLBACK TO job; RELEASE job")
