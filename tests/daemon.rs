@@ -1041,6 +1041,54 @@ async fn scheduler_verifies_and_checkpoints_and_reports_failures() {
     s.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_reconciles_the_drop_folder() {
+    let f = Fixture::new();
+    let drop = f.dir.path().join("drop");
+    std::fs::create_dir(&drop).unwrap();
+    // The source system changed M3's phone without telling djaudit.
+    std::fs::write(
+        drop.join("members.csv"),
+        "member_id,name,org_id,phone\nM1,Zhang,B1,13900000001\nM3,Li,B2,13900000099\n",
+    )
+    .unwrap();
+    std::fs::write(drop.join("notes.txt"), "left alone").unwrap();
+    let config = format!(
+        "[schedule.verify]\nevery = \"off\"\n[schedule.checkpoint]\nevery = \"off\"\n[schedule.reconcile]\nevery = \"200ms\"\ndir = \"{}\"\n",
+        drop.display()
+    );
+    let s = Server::start(&f.dir.data(), &config).await;
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let h = loop {
+        let h = call(&c, s.addr, "GET", "/v1/health", None, &[], None)
+            .await
+            .json();
+        if h["scans"]["reconcile"]["runs"].as_u64() >= Some(1) {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "reconcile did not run: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(h["status"], "failing");
+    let msg = h["scans"]["reconcile"]["last_message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("members.csv: 0 added, 0 missing, 1 changed"),
+        "{msg}"
+    );
+    assert!(!msg.contains("13900000099"));
+    let rec = f
+        .entries()
+        .into_iter()
+        .find(|e| e.kind == "scan.reconcile")
+        .expect("scan.reconcile recorded");
+    assert_eq!(rec.actor.user, "system");
+    assert!(!drop.join("members.csv").exists());
+    assert_eq!(std::fs::read_dir(drop.join("done")).unwrap().count(), 1);
+    assert!(drop.join("notes.txt").exists());
+    s.shutdown().await;
+}
+
 /// The real binary, serving on a port it chose, with its stderr read for the address.
 struct Process {
     child: Child,

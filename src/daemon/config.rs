@@ -68,7 +68,8 @@ every = "off"
 
 [schedule.reconcile]
 # Compare every snapshot file in `dir` (named `<kind>.csv` or `<kind>.jsonl`, e.g.
-# `members.csv`) with the projection and record a `scan.reconcile` entry.
+# `members.csv`) with the projection, record a `scan.reconcile` entry per file and move
+# the file to `dir/done/`. Rename finished files into the folder; never write them there.
 every = "off"
 # dir = "/var/lib/djaudit/drop"
 "#;

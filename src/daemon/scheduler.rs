@@ -9,6 +9,7 @@
 //!
 //! This module does not decide what is wrong with a ledger; `ledger::verify` does.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,36 +19,44 @@ use tokio::task::JoinHandle;
 
 use super::{AppState, DaemonError};
 use crate::ledger::verify::{self, VerifyOptions, VerifyReport};
-use crate::ledger::{Actor, NewEntry};
+use crate::ledger::{Actor, Ledger, NewEntry};
+use crate::records::parse::ImportOptions;
+use crate::records::{reconcile, RecordKind};
 
 /// The scans this build can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scan {
     Verify,
     Checkpoint,
+    /// Reconcile every snapshot file dropped in this folder.
+    Reconcile(PathBuf),
 }
 
 impl Scan {
-    fn name(self) -> &'static str {
+    fn name(&self) -> &'static str {
         match self {
             Scan::Verify => "verify",
             Scan::Checkpoint => "checkpoint",
+            Scan::Reconcile(_) => "reconcile",
         }
     }
 }
 
 /// Refuses a configuration that schedules a scan this build cannot run.
 pub fn check_supported(config: &super::Config) -> Result<(), DaemonError> {
-    // PENDING-CHECKS, PENDING-RECORDS: checks and reconcile join when their modules land.
+    // PENDING-CHECKS: the checks scan joins when the checks module lands.
     if config.schedule.checks.is_some() {
         return Err(DaemonError::Config(
             "`schedule.checks` is not available in this build; set `every = \"off\"`".into(),
         ));
     }
-    if config.schedule.reconcile.is_some() {
-        return Err(DaemonError::Config(
-            "`schedule.reconcile` is not available in this build; set `every = \"off\"`".into(),
-        ));
+    if let Some((_, dir)) = &config.schedule.reconcile {
+        if !dir.is_dir() {
+            return Err(DaemonError::Config(format!(
+                "`schedule.reconcile.dir`: `{}` is not a directory",
+                dir.display()
+            )));
+        }
     }
     Ok(())
 }
@@ -56,10 +65,16 @@ pub fn check_supported(config: &super::Config) -> Result<(), DaemonError> {
 pub fn start(state: Arc<AppState>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     let sched = state.config.schedule.clone();
+    let reconcile = sched
+        .reconcile
+        .map(|(every, dir)| (Scan::Reconcile(dir), Some(every)));
     for (scan, every) in [
         (Scan::Verify, sched.verify),
         (Scan::Checkpoint, sched.checkpoint),
-    ] {
+    ]
+    .into_iter()
+    .chain(reconcile)
+    {
         if let Some(every) = every {
             tasks.push(tokio::spawn(every_interval(
                 state.clone(),
@@ -85,9 +100,10 @@ async fn every_interval(
             _ = stop.wait_for(|s| *s) => return,
             _ = ticks.tick() => {}
         }
-        let (ok, message) = match scan {
+        let (ok, message) = match &scan {
             Scan::Verify => run_verify(&state).await,
             Scan::Checkpoint => run_checkpoint(&state).await,
+            Scan::Reconcile(dir) => run_reconcile(&state, dir).await,
         };
         if ok {
             tracing::info!(scan = scan.name(), result = %message, "scan done");
@@ -149,5 +165,100 @@ pub async fn run_checkpoint(state: &AppState) -> (bool, String) {
     match state.writer.checkpoint().await {
         Ok(cp) => (true, format!("checkpoint at size {}", cp.size)),
         Err(e) => (false, format!("checkpoint failed: {e}")),
+    }
+}
+
+/// The snapshot files waiting in a drop folder: `<kind>.csv` or `<kind>.jsonl` (kind
+/// singular or plural, e.g. `members.csv`), in name order. Anything else is left alone.
+pub fn snapshot_files(dir: &Path) -> std::io::Result<Vec<(RecordKind, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let path = e?.path();
+        if !path.is_file() {
+            continue;
+        }
+        let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
+        if !matches!(ext, "csv" | "jsonl") {
+            continue;
+        }
+        let stem = path.file_stem().and_then(|x| x.to_str()).unwrap_or("");
+        if let Ok(kind) = stem.parse::<RecordKind>() {
+            out.push((kind, path));
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+/// Moves a processed file to `<dir>/done/` (or `<dir>/failed/`), prefixed with the time.
+fn file_away(dir: &Path, file: &Path, sub: &str) -> std::io::Result<()> {
+    let target = dir.join(sub);
+    std::fs::create_dir_all(&target)?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ");
+    std::fs::rename(file, target.join(format!("{stamp}-{name}")))
+}
+
+/// Reconciles every snapshot file in the drop folder with the projection (each appends a
+/// `scan.reconcile` entry), then moves it to `done/` (`failed/` if it could not be read).
+/// The run fails when a file differs from the projection or could not be reconciled.
+pub async fn run_reconcile(state: &AppState, dir: &Path) -> (bool, String) {
+    let data = state.data.clone();
+    let dir = dir.to_owned();
+    let r = tokio::task::spawn_blocking(move || -> Result<(bool, String), String> {
+        let files =
+            snapshot_files(&dir).map_err(|e| format!("reading `{}`: {e}", dir.display()))?;
+        if files.is_empty() {
+            return Ok((true, "no snapshot files".into()));
+        }
+        let mut ledger = Ledger::open(&data).map_err(|e| e.to_string())?;
+        let actor = Actor::system("scheduler");
+        let (mut ok, mut lines) = (true, Vec::new());
+        for (kind, file) in files {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match reconcile::reconcile(
+                &mut ledger,
+                kind,
+                &file,
+                ImportOptions::default(),
+                &actor,
+                &mut |_| {},
+            ) {
+                Ok(rec) => {
+                    if rec.differs() {
+                        ok = false;
+                    }
+                    lines.push(format!(
+                        "{name}: {} added, {} missing, {} changed (entry {})",
+                        rec.added.len(),
+                        rec.missing.len(),
+                        rec.changed.len(),
+                        rec.seq
+                    ));
+                    if let Err(e) = file_away(&dir, &file, "done") {
+                        lines.push(format!("{name}: cannot move it to done/: {e}"));
+                        ok = false;
+                    }
+                }
+                Err(e) => {
+                    ok = false;
+                    lines.push(format!("{name}: {e}"));
+                    let _ = file_away(&dir, &file, "failed");
+                }
+            }
+        }
+        Ok((ok, lines.join("; ")))
+    })
+    .await;
+    match r {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => (false, e),
+        Err(e) => (false, format!("reconcile task failed: {e}")),
     }
 }
