@@ -8,12 +8,16 @@
 //! - [`records`]: party record types, their flat canonical form and diffs, masking of
 //!   sensitive fields, and the parsing of CSV / JSON Lines import files.
 //! - [`policy`]: Cedar access policy: who may read or change which record, decided
-//!   from the projection; policy tests; the masking decision.
+//!   from the projection; policy tests; the masking decision; recording decisions.
+//! - [`audit`]: access anomaly detection over the recorded decisions (bulk reads,
+//!   off-hours access, denial bursts, sensitive exports, self-approval, administrators
+//!   reading member data, dormant accounts).
 //! - [`daemon`]: `djaudit serve`: the HTTP/JSON API, bearer tokens, the single writer with
 //!   group commit, scheduled scans and metrics.
 //! - [`synth`]: a deterministic generator of realistic party records with injected defects
 //!   and the findings they must produce.
 
+pub mod audit;
 pub mod daemon;
 pub mod ledger;
 pub mod policy;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod daemon;
 mod ledger;
+mod policy;
 mod records;
 mod synth;
 
@@ -63,6 +64,15 @@ pub enum Command {
     Record(records::RecordCommand),
     /// Write a deterministic synthetic organisation as import files.
     Synth(synth::SynthArgs),
+    /// Access policy: validate a policy set, run its test cases.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Access decisions: ask the policy (recorded), import a platform access log.
+    #[command(subcommand)]
+    Access(policy::AccessCommand),
+    /// Audits over the ledger: accesses that look like leakage.
+    #[command(subcommand)]
+    Audit(policy::AuditCommand),
     /// Run the HTTP/JSON API and the scheduled scans.
     Serve(daemon::ServeArgs),
     /// API bearer tokens.
@@ -135,6 +145,9 @@ fn run(cli: Cli) -> CmdResult {
         Command::Reconcile(a) => records::reconcile(&data, a),
         Command::Record(c) => records::record(&data, c),
         Command::Synth(a) => synth::synth(a),
+        Command::Policy(a) => policy::policy(a),
+        Command::Access(a) => policy::access(&data, a),
+        Command::Audit(a) => policy::audit(&data, a),
         Command::Serve(a) => daemon::serve(&data, a),
         Command::Token(c) => daemon::token(&data, c),
         Command::Config(c) => daemon::config(c),

@@ -31,9 +31,10 @@ use super::AppState;
 use crate::ledger::entry::{hex_hash, is_reserved_kind, now_ts, valid_name, valid_ts};
 use crate::ledger::store::LogFilter;
 use crate::ledger::{Actor, LedgerError, NewEntry, WriteTx};
+use crate::policy::record::{self, AccessRequest, DenyReason, Outcome};
 use crate::policy::{Action, PolicyError, Resource};
 use crate::records::mask::mask_json_in_place;
-use crate::records::model::{diff, fields_from_json, fields_to_json};
+use crate::records::model::{diff, fields_from_json, fields_to_json, is_sensitive};
 use crate::records::projection::{self, RecordError};
 use crate::records::{Record, RecordKind};
 
@@ -424,76 +425,70 @@ pub struct Verdict {
     pub policy_ids: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
-    /// Why the request was refused before any policy was asked (unknown or disabled user).
+    /// Why the request was refused without the policies deciding: `disabled` or
+    /// `unknown_user`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<&'static str>,
     /// The seq of the `access.decision` entry.
     pub seq: u64,
 }
 
-/// Decides `action` on `resource` for the caller and appends the `access.decision` entry
-/// (in `w`'s transaction). Nothing is written when the request cannot be decided at all
-/// (a resource that does not exist: `NotFound`; an action that does not apply: `Input`).
-// PENDING-AUDIT: replaced by `policy::record` when it lands.
+/// Decides a request against the projection inside `w`. A user the projection does not
+/// know is refused with reason `unknown_user` (the token that asked is real, so the attempt
+/// is recorded). Nothing can be decided about a resource that does not exist (`NotFound`)
+/// or an action that does not apply to it (`Input`).
+pub fn decide(w: &WriteTx<'_>, ctx: &JobCtx<'_>, req: &AccessRequest) -> Result<Outcome, JobError> {
+    match record::decide(ctx.authorizer, w.conn(), req) {
+        Ok(o) => Ok(o),
+        Err(PolicyError::UnknownUser(_)) => Ok(Outcome::refused(DenyReason::UnknownUser)),
+        Err(e @ PolicyError::UnknownResource(_)) => Err(JobError::NotFound(e.to_string())),
+        Err(e @ (PolicyError::NotApplicable { .. } | PolicyError::BadResource(_))) => {
+            Err(JobError::Input(e.to_string()))
+        }
+        Err(e) => Err(JobError::Storage(e.to_string())),
+    }
+}
+
+/// Appends the `access.decision` entry of `outcome` in `w`'s transaction.
+pub fn record_decision(
+    w: &mut WriteTx<'_>,
+    req: &AccessRequest,
+    outcome: &Outcome,
+) -> Result<Verdict, JobError> {
+    let a = record::record_decision(w, req, outcome).map_err(|e| match e {
+        record::RecordError::Ledger(l) => JobError::from(l),
+        e if e.is_input() => JobError::Input(e.to_string()),
+        e => JobError::Storage(e.to_string()),
+    })?;
+    Ok(Verdict {
+        allowed: outcome.allowed(),
+        policy_ids: outcome.decision.policy_ids.clone(),
+        errors: outcome.decision.errors.clone(),
+        reason: outcome.reason.map(DenyReason::as_str),
+        seq: a.seq,
+    })
+}
+
+/// Decides `action` on `resource` for the caller and records the decision.
 pub fn decide_and_record(
     w: &mut WriteTx<'_>,
     ctx: &JobCtx<'_>,
     actor: &Actor,
     action: Action,
     resource: &Resource,
+    request: &str,
 ) -> Result<Verdict, JobError> {
-    let (allowed, policy_ids, errors, reason) =
-        match ctx
-            .authorizer
-            .decide(w.conn(), &actor.user, action, resource)
-        {
-            Ok(d) => (d.allowed, d.policy_ids, d.errors, None),
-            Err(e @ (PolicyError::UnknownUser(_) | PolicyError::DisabledUser(_))) => {
-                (false, Vec::new(), Vec::new(), Some(e.to_string()))
-            }
-            Err(e @ PolicyError::UnknownResource(_)) => {
-                return Err(JobError::NotFound(e.to_string()))
-            }
-            Err(e @ (PolicyError::NotApplicable { .. } | PolicyError::BadResource(_))) => {
-                return Err(JobError::Input(e.to_string()))
-            }
-            Err(e) => return Err(JobError::Storage(e.to_string())),
-        };
-    let mut data = json!({
-        "action": action.as_str(),
-        "resource": resource.to_string(),
-        "decision": if allowed { "allow" } else { "deny" },
-        "policies": policy_ids,
-    });
-    if !errors.is_empty() {
-        data["errors"] = json!(errors);
-    }
-    if let Some(r) = &reason {
-        data["reason"] = json!(r);
-    }
-    let e = NewEntry::new(
-        "access.decision",
-        &resource.to_string(),
-        actor.clone(),
-        data,
-    )
-    .map_err(|e| JobError::Input(e.to_string()))?;
-    let seq = w.append(e)?.seq;
-    Ok(Verdict {
-        allowed,
-        policy_ids,
-        errors,
-        reason,
-        seq,
-    })
+    let req = AccessRequest::new(actor.clone(), action, resource.clone(), request);
+    let outcome = decide(w, ctx, &req)?;
+    record_decision(w, &req, &outcome)
 }
 
 fn denied(user: &str, action: Action, resource: &Resource, v: &Verdict) -> ApiError {
-    let why = v
-        .reason
-        .as_deref()
-        .map(|r| format!(": {r}"))
-        .unwrap_or_default();
+    let why = match v.reason {
+        Some("unknown_user") => ": unknown user",
+        Some("disabled") => ": the account is disabled",
+        _ => "",
+    };
     ApiError::forbidden(format!(
         "user `{user}` may not {action} `{resource}`{why} (decision recorded as entry {})",
         v.seq
@@ -718,6 +713,7 @@ fn apply_changes(
     kind: RecordKind,
     changes: &[Change],
     actor: &Actor,
+    request: &str,
 ) -> Result<ChangeOutcome, JobError> {
     // 1. Checks against the current projection; nothing is written yet.
     let mut plans = Vec::with_capacity(changes.len());
@@ -764,7 +760,7 @@ fn apply_changes(
     let mut decisions = Vec::new();
     for (_, _, _, requests) in &plans {
         for (action, resource) in requests {
-            let v = decide_and_record(w, ctx, actor, *action, resource)?;
+            let v = decide_and_record(w, ctx, actor, *action, resource, request)?;
             decisions.push(v.seq);
             if !v.allowed {
                 return Ok(ChangeOutcome::Denied(*action, resource.clone(), v));
@@ -837,9 +833,10 @@ async fn post_records(
         changes.push(c);
     }
     let actor = caller.actor();
+    let request = format!("POST /v1/records/{kind}");
     let outcome = s
         .writer
-        .submit(move |w, ctx| apply_changes(w, ctx, kind, &changes, &actor))
+        .submit(move |w, ctx| apply_changes(w, ctx, kind, &changes, &actor, &request))
         .await?;
     match outcome {
         ChangeOutcome::Denied(action, resource, v) => {
@@ -862,7 +859,7 @@ async fn post_records(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AccessRequest {
+struct AccessCheckBody {
     action: String,
     resource: String,
 }
@@ -870,7 +867,7 @@ struct AccessRequest {
 async fn access_check(
     State(s): State<Arc<AppState>>,
     caller: Caller,
-    JsonBody(req): JsonBody<AccessRequest>,
+    JsonBody(req): JsonBody<AccessCheckBody>,
 ) -> ApiResult<Json<Verdict>> {
     let action: Action = req
         .action
@@ -883,7 +880,9 @@ async fn access_check(
     let actor = caller.actor();
     let v = s
         .writer
-        .submit(move |w, ctx| decide_and_record(w, ctx, &actor, action, &resource))
+        .submit(move |w, ctx| {
+            decide_and_record(w, ctx, &actor, action, &resource, "POST /v1/access/check")
+        })
         .await?;
     Ok(Json(v))
 }
@@ -922,6 +921,7 @@ async fn get_record(
     };
     let has_sensitive = kind.fields().iter().any(|f| f.sensitive());
     let actor = caller.actor();
+    let request = format!("GET /v1/records/{subject}");
     let outcome = s
         .writer
         .submit(move |w, ctx| {
@@ -929,18 +929,29 @@ async fn get_record(
                 return Err(JobError::NotFound(format!("no record `{kind}/{id}`")));
             };
             let (mut record, last_seq) = (fields_to_json(&row.fields), row.last_seq);
-            let v = decide_and_record(w, ctx, &actor, action, &resource)?;
-            if !v.allowed {
-                return Ok(ReadOutcome::Denied(v));
+            let mut req = AccessRequest::new(actor.clone(), action, resource.clone(), &request);
+            let read = decide(w, ctx, &req)?;
+            if !read.allowed() {
+                return Ok(ReadOutcome::Denied(record_decision(w, &req, &read)?));
             }
             let mut masked = false;
             if has_sensitive {
-                let sv = decide_and_record(w, ctx, &actor, Action::ReadSensitive, &resource)?;
-                if !sv.allowed {
+                let sv =
+                    decide_and_record(w, ctx, &actor, Action::ReadSensitive, &resource, &request)?;
+                if sv.allowed {
+                    // The read's decision names the sensitive fields it shows.
+                    req.fields = row
+                        .fields
+                        .keys()
+                        .filter(|f| is_sensitive(f))
+                        .map(|f| (*f).to_owned())
+                        .collect();
+                } else {
                     mask_json_in_place(&mut record);
                     masked = true;
                 }
             }
+            let v = record_decision(w, &req, &read)?;
             Ok(ReadOutcome::Record(RecordView {
                 kind: kind.name(),
                 id: id.clone(),
@@ -1036,7 +1047,16 @@ async fn get_log(
     let actor = caller.actor();
     let v = s
         .writer
-        .submit(move |w, ctx| decide_and_record(w, ctx, &actor, Action::Read, &Resource::Ledger))
+        .submit(move |w, ctx| {
+            decide_and_record(
+                w,
+                ctx,
+                &actor,
+                Action::Read,
+                &Resource::Ledger,
+                "GET /v1/log",
+            )
+        })
         .await?;
     if !v.allowed {
         return Err(denied(&caller.user, Action::Read, &Resource::Ledger, &v));

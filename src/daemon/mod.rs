@@ -206,6 +206,12 @@ pub async fn run(
             Some(d) => Policies::from_dir(d)?,
             None => Policies::embedded()?,
         };
+        crate::policy::record::ensure_policy_recorded(
+            &mut ledger,
+            &policies,
+            crate::ledger::Actor::system("daemon"),
+        )
+        .map_err(|e| DaemonError::Internal(format!("recording the policy set: {e}")))?;
         let authorizer = Authorizer::new(policies, ledger.conn())?;
         let reads = ReadPool::open(&dir, READERS)?;
         Ok::<_, DaemonError>((ledger, authorizer, signer, reads))

@@ -134,13 +134,17 @@ pub async fn run_verify(state: &AppState) -> (bool, String) {
         None => format!("{} entries verified", report.size),
         Some(f) => format!("FAILED at seq {}: {} ({})", f.seq, f.message, f.code),
     };
-    let data = json!({
+    let mut data = json!({
         "ok": report.ok,
         "size": report.size,
         "root": report.root,
         "checkpoints_verified": report.checkpoints_verified,
-        "failure": report.failure,
+        "external_checkpoint": null,
+        "replay": false,
     });
+    if let Some(f) = &report.failure {
+        data["failure"] = json!(f);
+    }
     let recorded = state
         .writer
         .submit(move |w, _| {

@@ -36,6 +36,12 @@ use sha2::{Digest, Sha256};
 use super::entities::{self, Types};
 use super::{Action, PolicyError, ResourceType};
 
+/// [`Policies::source`] of the set embedded in the binary.
+pub const SOURCE_EMBEDDED: &str = "embedded";
+
+/// [`Policies::source`] of a set built from files in memory.
+pub const SOURCE_FILES: &str = "files";
+
 /// The name of the schema file in a policy set.
 pub const SCHEMA_FILE: &str = "schema.cedarschema";
 
@@ -136,13 +142,15 @@ pub struct Policies {
     partitions: Vec<PolicySet>,
     /// Whether the schema declares action groups (then requests need the action entity).
     has_action_groups: bool,
+    /// Where the set was read from: `embedded`, the directory, or `files`.
+    source: String,
     pub(crate) types: Types,
 }
 
 impl Policies {
     /// The default policy set embedded in the binary.
     pub fn embedded() -> Result<Self, PolicyError> {
-        Self::from_files(
+        let mut p = Self::from_files(
             DEFAULT_POLICY_FILES
                 .iter()
                 .map(|(name, text)| PolicyFile {
@@ -150,7 +158,9 @@ impl Policies {
                     text: (*text).to_string(),
                 })
                 .collect(),
-        )
+        )?;
+        p.source = SOURCE_EMBEDDED.to_string();
+        Ok(p)
     }
 
     /// The policy set in `dir`: `schema.cedarschema` and every `*.cedar` file.
@@ -184,7 +194,9 @@ impl Policies {
         if !files.iter().any(|f| f.name.ends_with(".cedar")) {
             return Err(PolicyError::NoPolicies(dir.display().to_string()));
         }
-        Self::from_files(files)
+        let mut p = Self::from_files(files)?;
+        p.source = dir.display().to_string();
+        Ok(p)
     }
 
     /// A policy set from its files (exactly one named `schema.cedarschema`, the others
@@ -282,6 +294,7 @@ impl Policies {
             applies,
             partitions,
             has_action_groups,
+            source: SOURCE_FILES.to_string(),
             types,
         })
     }
@@ -294,6 +307,12 @@ impl Policies {
     /// [`Policies::sha256`] as lowercase hex.
     pub fn sha256_hex(&self) -> String {
         hex::encode(self.sha256)
+    }
+
+    /// Where the set was read from: [`SOURCE_EMBEDDED`], the directory given to
+    /// [`Policies::from_dir`], or [`SOURCE_FILES`] for [`Policies::from_files`].
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// The files of the set, sorted by name.

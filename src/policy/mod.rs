@@ -13,13 +13,16 @@
 //! Cedar's `in`. The org hierarchy is cached; users and members are read per request, so a
 //! disabled account is refused at once.
 //!
-//! This module decides; it does not record. Writing the `access.decision` entry is the
-//! caller's job. It never sees a sensitive member field (ID number, phone, income): the
-//! entities it builds carry only ids, roles and orgs.
+//! The authorizer decides; [`record`] writes the `access.decision` and `policy.load`
+//! entries, always in a transaction the caller controls or one of its own, never anything
+//! but those entries. Nothing here sees a sensitive member field (ID number, phone,
+//! income): the entities carry only ids, roles and orgs, and a decision names the
+//! sensitive fields shown, never their values.
 
 mod authorize;
 mod entities;
 pub mod load;
+pub mod record;
 mod testing;
 
 use std::fmt;
@@ -29,7 +32,14 @@ use std::str::FromStr;
 use serde::Serialize;
 
 pub use authorize::{Authorizer, RequestContext};
-pub use load::{Policies, PolicyDiagnostic, PolicyFile, DEFAULT_POLICY_FILES, DEFAULT_TEST_FILES};
+pub use load::{
+    Policies, PolicyDiagnostic, PolicyFile, DEFAULT_POLICY_FILES, DEFAULT_TEST_FILES,
+    SOURCE_EMBEDDED, SOURCE_FILES,
+};
+pub use record::{
+    decide_and_record, decide_and_record_in, ensure_policy_recorded, record_decision, AccessEvent,
+    AccessRequest, DecisionData, DenyReason, Outcome, RecordError, Verdict,
+};
 pub use testing::{
     run_default_policy_tests, run_policy_tests, run_tests, CaseOutcome, Expectation, TestReport,
 };
