@@ -13,6 +13,7 @@ mod ledger;
 mod policy;
 mod records;
 mod synth;
+mod user;
 
 /// Exit code of a negative answer (tampering found, proof invalid, findings, access denied).
 pub const EXIT_NO: u8 = 1;
@@ -73,6 +74,9 @@ pub enum Command {
     /// Audits over the ledger: accesses that look like leakage.
     #[command(subcommand)]
     Audit(policy::AuditCommand),
+    /// User accounts: add, update, disable (decided as `manage_users`).
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Run the HTTP/JSON API and the scheduled scans.
     Serve(daemon::ServeArgs),
     /// API bearer tokens.
@@ -148,6 +152,7 @@ fn run(cli: Cli) -> CmdResult {
         Command::Policy(a) => policy::policy(a),
         Command::Access(a) => policy::access(&data, a),
         Command::Audit(a) => policy::audit(&data, a),
+        Command::User(c) => user::user(&data, c),
         Command::Serve(a) => daemon::serve(&data, a),
         Command::Token(c) => daemon::token(&data, c),
         Command::Config(c) => daemon::config(c),
