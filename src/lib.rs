@@ -12,6 +12,8 @@
 //! - [`audit`]: access anomaly detection over the recorded decisions (bulk reads,
 //!   off-hours access, denial bursts, sensitive exports, self-approval, administrators
 //!   reading member data, dormant accounts).
+//! - [`daemon`]: `djaudit serve`: the HTTP/JSON API, bearer tokens, the single writer with
+//!   group commit, scheduled scans and metrics.
 //! - [`synth`]: a deterministic generator of realistic party records with injected defects
 //!   and the findings they must produce.
 //! - [`checks`]: consistency checks on the party-records projection (rule catalogue,
@@ -19,6 +21,7 @@
 
 pub mod audit;
 pub mod checks;
+pub mod daemon;
 pub mod ledger;
 pub mod policy;
 pub mod records;

@@ -18,25 +18,6 @@ use serde_json::json;
 
 use super::{print_json, read_input_file, CliError, CmdResult, EXIT_NO};
 
-/// Kinds that djaudit writes itself; `append` refuses them so the projection and the scans
-/// stay derivable from the ledger.
-const RESERVED_PREFIXES: &[&str] = &[
-    "ledger.",
-    "member.",
-    "org.",
-    "dues.",
-    "meeting.",
-    "transfer.",
-    "user.",
-    "access.",
-    "policy.",
-    "scan.",
-    "key.",
-    "import.",
-    "token.",
-    "report.",
-];
-
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// The ledger's origin: its name in checkpoints and in the verifier key.
@@ -195,7 +176,7 @@ pub fn key(data: &Path, c: KeyCommand) -> CmdResult {
 }
 
 fn check_free_kind(kind: &str) -> Result<(), CliError> {
-    if RESERVED_PREFIXES.iter().any(|p| kind.starts_with(p)) {
+    if djaudit::ledger::entry::is_reserved_kind(kind) {
         return Err(CliError::input(anyhow!(
             "kind `{kind}` is written by djaudit itself; use the command for it (import, user, check, …)"
         )));

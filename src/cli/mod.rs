@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod daemon;
 mod ledger;
 mod policy;
 mod records;
@@ -79,6 +80,14 @@ pub enum Command {
     /// User accounts: add, update, disable (decided as `manage_users`).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Run the HTTP/JSON API and the scheduled scans.
+    Serve(daemon::ServeArgs),
+    /// API bearer tokens.
+    #[command(subcommand)]
+    Token(daemon::TokenCommand),
+    /// Daemon configuration.
+    #[command(subcommand)]
+    Config(daemon::ConfigCommand),
 }
 
 /// A failed command: what to print and the exit code.
@@ -148,6 +157,9 @@ fn run(cli: Cli) -> CmdResult {
         Command::Access(a) => policy::access(&data, a),
         Command::Audit(a) => policy::audit(&data, a),
         Command::User(c) => user::user(&data, c),
+        Command::Serve(a) => daemon::serve(&data, a),
+        Command::Token(c) => daemon::token(&data, c),
+        Command::Config(c) => daemon::config(c),
     }
 }
 

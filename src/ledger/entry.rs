@@ -222,6 +222,31 @@ pub fn valid_subject(subject: &str) -> bool {
     !subject.is_empty() && subject.len() <= MAX_NAME_LEN && !subject.chars().any(char::is_control)
 }
 
+/// Prefixes of the kinds djaudit writes itself (records, decisions, scans, keys, tokens,
+/// reports). `djaudit append` and `POST /v1/entries` refuse them, so the projection and the
+/// scans stay derivable from the ledger and cannot be forged through a free entry.
+pub const RESERVED_KIND_PREFIXES: &[&str] = &[
+    "ledger.",
+    "member.",
+    "org.",
+    "dues.",
+    "meeting.",
+    "transfer.",
+    "user.",
+    "access.",
+    "policy.",
+    "scan.",
+    "key.",
+    "import.",
+    "token.",
+    "report.",
+];
+
+/// Whether `kind` is written by djaudit itself and refused as a free entry.
+pub fn is_reserved_kind(kind: &str) -> bool {
+    RESERVED_KIND_PREFIXES.iter().any(|p| kind.starts_with(p))
+}
+
 /// User, channel and account names: printable, no whitespace.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -361,6 +386,22 @@ mod tests {
         assert_eq!(err, EntryError::DataNotObject);
         let err = NewEntry::new("ab", "s", Actor::cli("u"), json!({})).unwrap_err();
         assert!(matches!(err, EntryError::Kind(_)));
+    }
+
+    #[test]
+    fn reserved_kinds() {
+        for k in [
+            "member.update",
+            "access.decision",
+            "token.create",
+            "scan.verify",
+            "ledger.genesis",
+        ] {
+            assert!(is_reserved_kind(k), "{k}");
+        }
+        for k in ["note.added", "case.opened", "members.note", "tokens.x"] {
+            assert!(!is_reserved_kind(k), "{k}");
+        }
     }
 
     #[test]

@@ -1,0 +1,306 @@
+//! The daemon (`djaudit serve`): an HTTP/JSON API through which the party affairs platform
+//! sends every change and every access as it happens, and a scheduler that verifies,
+//! checks and checkpoints the ledger without anyone remembering to (DESIGN §9).
+//!
+//! Shape (after mini-redis `server.rs`): [`run`] takes a bound listener, a validated
+//! [`Config`] and a shutdown future. Inside: one writer thread with group commit
+//! ([`writer`]), a small pool of read connections used from `spawn_blocking`, the axum
+//! router ([`api`]) behind a guard that caps concurrent requests, refuses oversized bodies
+//! by `Content-Length`, applies the request timeout and answers 503 once shutdown has
+//! begun, the interval scheduler ([`scheduler`]) and the counters of [`metrics`].
+//!
+//! Shutdown: stop taking new requests (503), let those in flight finish (up to
+//! `shutdown_timeout`), stop the scheduler, close the listener, let the writer drain its
+//! queue, and sign a final checkpoint.
+//!
+//! Logs name method, path, status, latency and user; never a request body, a token or a
+//! record value.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod metrics;
+pub mod scheduler;
+pub mod writer;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use config::{Config, ConfigError, LogFormat, EXAMPLE};
+
+use crate::ledger::{Ledger, LedgerError};
+use crate::policy::{Authorizer, Policies, PolicyError};
+use metrics::Metrics;
+use writer::WriterHandle;
+
+/// Errors that stop the daemon from starting or end it.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("access policy: {0}")]
+    Policy(#[from] PolicyError),
+    #[error("storage: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl DaemonError {
+    /// Whether the error is the operator's input (exit 2) rather than storage (exit 3).
+    pub fn is_input(&self) -> bool {
+        match self {
+            DaemonError::Ledger(e) => e.is_input(),
+            DaemonError::Policy(_) | DaemonError::Config(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A fixed set of read connections, opened at startup. Every read runs on the blocking
+/// pool, never on the async workers. (Opening a ledger briefly takes the write lock, so
+/// readers are never opened while serving: a CLI process holding the lock must not stall
+/// reads.)
+pub struct ReadPool {
+    dir: PathBuf,
+    idle: Mutex<Vec<Ledger>>,
+    freed: std::sync::Condvar,
+}
+
+/// Read connections of the daemon.
+const READERS: usize = 8;
+
+impl ReadPool {
+    fn open(dir: &Path, n: usize) -> Result<ReadPool, LedgerError> {
+        let idle = (0..n.max(1))
+            .map(|_| Ledger::open(dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ReadPool {
+            dir: dir.to_owned(),
+            idle: Mutex::new(idle),
+            freed: std::sync::Condvar::new(),
+        })
+    }
+
+    /// Waits for an idle connection.
+    fn take(&self) -> Result<Ledger, LedgerError> {
+        let poisoned = || LedgerError::Io {
+            path: self.dir.clone(),
+            source: std::io::Error::other("the read pool is poisoned"),
+        };
+        let mut idle = self.idle.lock().map_err(|_| poisoned())?;
+        loop {
+            if let Some(l) = idle.pop() {
+                return Ok(l);
+            }
+            idle = self.freed.wait(idle).map_err(|_| poisoned())?;
+        }
+    }
+
+    fn give_back(&self, l: Ledger) {
+        if let Ok(mut v) = self.idle.lock() {
+            v.push(l);
+            self.freed.notify_one();
+        }
+    }
+
+    /// Runs `f` with a read connection on the blocking pool.
+    pub async fn read<R, F>(self: &Arc<Self>, f: F) -> Result<R, LedgerError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Ledger) -> Result<R, LedgerError> + Send + 'static,
+    {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let l = pool.take()?;
+            let r = f(&l);
+            pool.give_back(l);
+            r
+        })
+        .await
+        .map_err(|e| LedgerError::Io {
+            path: self.dir.clone(),
+            source: std::io::Error::other(format!("a read task failed: {e}")),
+        })?
+    }
+}
+
+/// What every request handler and scheduled task shares.
+pub struct AppState {
+    pub config: Config,
+    pub data: PathBuf,
+    pub origin: String,
+    pub writer: WriterHandle,
+    pub reads: Arc<ReadPool>,
+    pub metrics: Arc<Metrics>,
+    /// Set when shutdown begins: new requests get 503.
+    pub draining: AtomicBool,
+    /// Requests being served.
+    pub in_flight: AtomicUsize,
+    /// Caps concurrent requests.
+    pub limit: tokio::sync::Semaphore,
+}
+
+impl AppState {
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// Creates the tables the daemon needs besides the ledger's (projection, tokens), if they
+/// do not exist yet.
+fn prepare_database(ledger: &mut Ledger) -> Result<(), DaemonError> {
+    let w = ledger.write()?;
+    crate::records::projection::ensure_schema(w.conn())
+        .map_err(|e| DaemonError::Internal(e.to_string()))?;
+    auth::ensure_table(w.conn())?;
+    w.commit()?;
+    Ok(())
+}
+
+/// Installs the global tracing subscriber on stderr: human-readable or JSON lines, filtered
+/// by `RUST_LOG` (default `info`). A second call does nothing.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Runs the daemon on `listener` until `shutdown` completes, then shuts down gracefully.
+/// `data` is the ledger's data directory (the config's `data_dir` already applied).
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    data: PathBuf,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    scheduler::check_supported(&config)?;
+    let policy_dir = config.policy_dir.clone();
+    let dir = data.clone();
+    let (ledger, authorizer, signer, reads) = tokio::task::spawn_blocking(move || {
+        let mut ledger = Ledger::open(&dir)?;
+        let signer = ledger.signer()?;
+        prepare_database(&mut ledger)?;
+        let policies = match &policy_dir {
+            Some(d) => Policies::from_dir(d)?,
+            None => Policies::embedded()?,
+        };
+        crate::policy::record::ensure_policy_recorded(
+            &mut ledger,
+            &policies,
+            crate::ledger::Actor::system("daemon"),
+        )
+        .map_err(|e| DaemonError::Internal(format!("recording the policy set: {e}")))?;
+        let authorizer = Authorizer::new(policies, ledger.conn())?;
+        let reads = ReadPool::open(&dir, READERS)?;
+        Ok::<_, DaemonError>((ledger, authorizer, signer, reads))
+    })
+    .await
+    .map_err(|e| DaemonError::Internal(format!("startup task failed: {e}")))??;
+    let origin = ledger.origin().to_owned();
+    let metrics = Arc::new(Metrics::default());
+    let (writer, writer_thread) = writer::spawn(
+        ledger,
+        authorizer,
+        signer,
+        config.writer.max_batch,
+        config.writer.queue,
+        metrics.clone(),
+    )
+    .map_err(|source| DaemonError::Io {
+        what: "starting the writer thread".into(),
+        source,
+    })?;
+    let state = Arc::new(AppState {
+        limit: tokio::sync::Semaphore::new(config.max_concurrent_requests),
+        config,
+        reads: Arc::new(reads),
+        data,
+        origin,
+        writer: writer.clone(),
+        metrics,
+        draining: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = scheduler::start(state.clone(), stop_rx.clone());
+    let addr = listener.local_addr().map_err(|source| DaemonError::Io {
+        what: "reading the listening address".into(),
+        source,
+    })?;
+    let app = api::router(state.clone());
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    tracing::info!(origin = %state.origin, "listening on {addr}");
+
+    shutdown.await;
+    tracing::info!("shutting down: refusing new requests, finishing those in flight");
+    state.draining.store(true, Ordering::SeqCst);
+    let grace = state.config.shutdown_timeout;
+    let deadline = tokio::time::Instant::now() + grace;
+    while state.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop_tx.send(true);
+    for task in scheduler {
+        let _ = tokio::time::timeout_at(
+            deadline.max(tokio::time::Instant::now() + Duration::from_secs(1)),
+            task,
+        )
+        .await;
+    }
+    match tokio::time::timeout_at(
+        deadline.max(tokio::time::Instant::now() + Duration::from_millis(100)),
+        server,
+    )
+    .await
+    {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
+        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!("requests still running at the end of the shutdown timeout"),
+    }
+    let result = match writer.stop().await {
+        Ok(cp) => {
+            tracing::info!(size = cp.size, "final checkpoint signed");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "final checkpoint failed");
+            Err(DaemonError::Internal(format!(
+                "final checkpoint failed: {e}"
+            )))
+        }
+    };
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    tracing::info!("stopped");
+    result
+}
