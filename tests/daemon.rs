@@ -964,7 +964,7 @@ async fn shutdown_refuses_new_requests_and_finishes_those_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduler_verifies_and_checkpoints_and_reports_failures() {
     let f = Fixture::new();
-    let config = "[schedule.verify]\nevery = \"200ms\"\n[schedule.checkpoint]\nevery = \"200ms\"\n";
+    let config = "[schedule.verify]\nevery = \"200ms\"\n[schedule.checkpoint]\nevery = \"200ms\"\n[schedule.checks]\nevery = \"200ms\"\n";
     let s = Server::start(&f.dir.data(), config).await;
     let c = client();
     let a = s.addr;
@@ -988,8 +988,10 @@ async fn scheduler_verifies_and_checkpoints_and_reports_failures() {
             .json();
         let v = &h["scans"]["verify"];
         let cp = &h["scans"]["checkpoint"];
+        let ck = &h["scans"]["checks"];
         if v["last_ok"] == json!(true)
             && cp["last_ok"] == json!(true)
+            && ck["last_ok"] == json!(true)
             && h["checkpoint_size"].as_u64() > Some(note_seq)
         {
             assert_eq!(h["status"], "ok");
@@ -1005,6 +1007,15 @@ async fn scheduler_verifies_and_checkpoints_and_reports_failures() {
         .expect("scan.verify recorded");
     assert_eq!(verify.data["ok"], true);
     assert_eq!(verify.actor.user, "system");
+    let checks = f
+        .entries()
+        .into_iter()
+        .find(|e| e.kind == "scan.checks")
+        .expect("scan.checks recorded");
+    assert_eq!(checks.actor.via, "scheduler");
+    assert!(checks.data["findings_sha256"]
+        .as_str()
+        .is_some_and(|h| h.len() == 64));
 
     // Tamper with an entry behind the triggers' back: the next verify fails, and says so.
     {

@@ -20,6 +20,7 @@ mod meetings;
 mod member;
 mod org;
 mod period;
+pub mod scan;
 mod status;
 
 use std::collections::BTreeMap;

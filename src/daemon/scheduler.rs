@@ -30,6 +30,8 @@ pub enum Scan {
     Checkpoint,
     /// Reconcile every snapshot file dropped in this folder.
     Reconcile(PathBuf),
+    /// Run the consistency checks as of today (Asia/Shanghai) and record `scan.checks`.
+    Checks,
 }
 
 impl Scan {
@@ -38,18 +40,13 @@ impl Scan {
             Scan::Verify => "verify",
             Scan::Checkpoint => "checkpoint",
             Scan::Reconcile(_) => "reconcile",
+            Scan::Checks => "checks",
         }
     }
 }
 
 /// Refuses a configuration that schedules a scan this build cannot run.
 pub fn check_supported(config: &super::Config) -> Result<(), DaemonError> {
-    // PENDING-CHECKS: the checks scan joins when the checks module lands.
-    if config.schedule.checks.is_some() {
-        return Err(DaemonError::Config(
-            "`schedule.checks` is not available in this build; set `every = \"off\"`".into(),
-        ));
-    }
     if let Some((_, dir)) = &config.schedule.reconcile {
         if !dir.is_dir() {
             return Err(DaemonError::Config(format!(
@@ -71,6 +68,7 @@ pub fn start(state: Arc<AppState>, stop: watch::Receiver<bool>) -> Vec<JoinHandl
     for (scan, every) in [
         (Scan::Verify, sched.verify),
         (Scan::Checkpoint, sched.checkpoint),
+        (Scan::Checks, sched.checks),
     ]
     .into_iter()
     .chain(reconcile)
@@ -104,6 +102,7 @@ async fn every_interval(
             Scan::Verify => run_verify(&state).await,
             Scan::Checkpoint => run_checkpoint(&state).await,
             Scan::Reconcile(dir) => run_reconcile(&state, dir).await,
+            Scan::Checks => run_checks(&state).await,
         };
         if ok {
             tracing::info!(scan = scan.name(), result = %message, "scan done");
@@ -160,6 +159,50 @@ pub async fn run_verify(state: &AppState) -> (bool, String) {
         .await;
     match recorded {
         Ok(seq) => (report.ok, format!("{message}; recorded as entry {seq}")),
+        Err(e) => (false, format!("{message}; recording it failed: {e}")),
+    }
+}
+
+/// Runs the consistency checks in one read snapshot and records `scan.checks`.
+pub async fn run_checks(state: &AppState) -> (bool, String) {
+    let as_of = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    let prepared = state
+        .reads
+        .read(move |l| {
+            Ok((|| {
+                let cfg = crate::checks::CheckConfig::embedded();
+                let report = crate::checks::run_checks(
+                    l.conn(),
+                    &cfg,
+                    &crate::checks::CheckOptions::new(as_of),
+                )
+                .map_err(|e| e.to_string())?;
+                let scan = crate::checks::scan::Scan::prepare(l.conn(), &report)
+                    .map_err(|e| e.to_string())?;
+                let entry = scan
+                    .entry(&report, Actor::system("scheduler"))
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((
+                    report.findings.len(),
+                    scan.new.len(),
+                    scan.resolved.len(),
+                    entry,
+                ))
+            })())
+        })
+        .await;
+    let (total, new, resolved, entry) = match prepared {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return (false, format!("checks could not run: {e}")),
+        Err(e) => return (false, format!("checks could not run: {e}")),
+    };
+    let recorded = state
+        .writer
+        .submit(move |w, _| Ok(w.append(entry.clone())?.seq))
+        .await;
+    let message = format!("{total} findings as of {as_of}, {new} new, {resolved} resolved");
+    match recorded {
+        Ok(seq) => (true, format!("{message}; recorded as entry {seq}")),
         Err(e) => (false, format!("{message}; recording it failed: {e}")),
     }
 }
