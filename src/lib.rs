@@ -12,11 +12,16 @@
 //! - [`audit`]: access anomaly detection over the recorded decisions (bulk reads,
 //!   off-hours access, denial bursts, sensitive exports, self-approval, administrators
 //!   reading member data, dormant accounts).
+//! - [`report`]: signed compliance reports (HTML, Markdown, JSON) computed at a checkpoint,
+//!   and their verification.
+//! - [`demo`]: the main job on a synthetic organisation, in one call.
 //! - [`synth`]: a deterministic generator of realistic party records with injected defects
 //!   and the findings they must produce.
 
 pub mod audit;
+pub mod demo;
 pub mod ledger;
 pub mod policy;
 pub mod records;
+pub mod report;
 pub mod synth;

@@ -8,9 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod ledger;
 mod policy;
 mod records;
+mod report;
 mod synth;
 
 /// Exit code of a negative answer (tampering found, proof invalid, findings, access denied).
@@ -72,6 +74,11 @@ pub enum Command {
     /// Audits over the ledger: accesses that look like leakage.
     #[command(subcommand)]
     Audit(policy::AuditCommand),
+    /// Issue a signed compliance report of a period; `report verify FILE` checks one.
+    Report(report::ReportArgs),
+    /// The main job on a synthetic organisation: import, access log, checks, audit,
+    /// verification and a signed report, in one command.
+    Demo(demo::DemoArgs),
 }
 
 /// A failed command: what to print and the exit code.
@@ -139,6 +146,8 @@ fn run(cli: Cli) -> CmdResult {
         Command::Policy(a) => policy::policy(a),
         Command::Access(a) => policy::access(&data, a),
         Command::Audit(a) => policy::audit(&data, a),
+        Command::Report(a) => report::report(&data, a),
+        Command::Demo(a) => demo::demo(a),
     }
 }
 
