@@ -56,6 +56,7 @@ thead th{background:var(--head)}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.gap{background:#fde7e5;color:var(--err);font-weight:600}
 td.v{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.78rem;word-break:break-all;max-width:360px}
+td.sev,td code{white-space:nowrap}
 .sev-error{color:var(--err);font-weight:600}.sev-warning{color:var(--warn);font-weight:600}.sev-info{color:var(--info)}
 .ok{color:var(--ok);font-weight:600}.bad{color:var(--err);font-weight:600}
 .muted{color:var(--muted);fill:#5f6368;font-size:13px}
@@ -276,9 +277,9 @@ fn cell(s: &str) -> (String, &'static str) {
 
 fn sev_cell(lang: Lang, s: &str) -> (String, &'static str) {
     let class = match s {
-        "error" => "sev-error",
-        "warning" => "sev-warning",
-        _ => "sev-info",
+        "error" => "sev sev-error",
+        "warning" => "sev sev-warning",
+        _ => "sev sev-info",
     };
     (esc(severity(lang, s)), class)
 }
@@ -1103,6 +1104,35 @@ mod tests {
             "&lt;script&gt;alert(&#39;x&amp;y&#39;)&lt;/script&gt;&quot;"
         );
         assert_eq!(esc("张三"), "张三");
+    }
+
+    #[test]
+    fn record_values_are_text_never_markup() {
+        let s = crate::report::sign::tests::signer("test.example/ledger");
+        for lang in [Lang::Zh, Lang::En] {
+            let r = crate::report::sign::tests::sample(&s, lang);
+            let html = render(&r).unwrap();
+            assert!(
+                !html.contains("<script>alert"),
+                "a raw tag from a record value"
+            );
+            assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+            assert_eq!(
+                html.matches("<script").count(),
+                1,
+                "only the signed data block"
+            );
+            assert!(html.contains("<script type=\"application/json\" id=\"djaudit-report\">"));
+            assert!(!html.contains("http://") || html.contains("http://www.w3.org/2000/svg"));
+            assert!(!html.contains("<link") && !html.contains("@import") && !html.contains("url("));
+            assert!(html.contains("<meta name=\"viewport\""));
+            assert!(html.contains("@media print") && html.contains("size:A4"));
+            assert_eq!(
+                html.matches("<svg").count(),
+                3,
+                "changes per month, decisions per day, findings per rule"
+            );
+        }
     }
 
     #[test]

@@ -841,6 +841,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn record_values_are_escaped() {
+        let s = crate::report::sign::tests::signer("test.example/ledger");
+        let r = crate::report::sign::tests::sample(&s, Lang::En);
+        let text = render(&r).unwrap();
+        assert!(!text.contains("<script>"));
+        assert!(text.contains("\\<script\\>alert(1)\\</script\\> \\| \\*x\\* \\`y\\` \\&"));
+        // Every table row keeps its column count: no value adds a `|` cell.
+        for line in text.lines().filter(|l| l.starts_with("| ")) {
+            let cells = line.replace("\\|", "").matches('|').count();
+            assert!(cells >= 3, "{line}");
+        }
+        assert!(text.ends_with("```\n"));
+        assert_eq!(text.matches("\n```json\n").count(), 1);
+    }
+
+    #[test]
     fn escapes_markdown() {
         assert_eq!(md("a|b"), "a\\|b");
         assert_eq!(

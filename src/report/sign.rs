@@ -322,3 +322,331 @@ fn first_difference(a: &str, b: &str) -> usize {
     }
     line
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use ring::rand::SystemRandom;
+    use ring::signature::Ed25519KeyPair;
+    use serde_json::json;
+
+    use super::*;
+    use crate::ledger::checkpoint::Checkpoint;
+    use crate::report::model::*;
+
+    pub(crate) fn signer(name: &str) -> Signer {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        Signer::from_pkcs8(name, pkcs8.as_ref()).unwrap()
+    }
+
+    /// A small report with values that need escaping everywhere, signed by `s`.
+    pub(crate) fn sample(s: &Signer, lang: Lang) -> Report {
+        let root = [7u8; 32];
+        let note = Checkpoint::new("test.example/ledger", 42, root)
+            .unwrap()
+            .sign(s)
+            .unwrap();
+        let evil = "<script>alert(1)</script> | *x* `y` & \"z\"";
+        let mut r = Report {
+            format: FORMAT.into(),
+            renderer: RENDERER,
+            lang,
+            origin: "test.example/ledger".into(),
+            generated_at: "2026-11-28T00:00:00.000Z".into(),
+            issued_by: "auditor".into(),
+            period: PeriodInfo {
+                label: "2026-Q3".into(),
+                from: "2026-07-01".into(),
+                to: "2026-09-30".into(),
+                as_of: "2026-10-01".into(),
+                previous: PreviousPeriod {
+                    label: "2026-Q2".into(),
+                    from: "2026-04-01".into(),
+                    to: "2026-06-30".into(),
+                    as_of: "2026-07-01".into(),
+                },
+            },
+            org: Some(OrgRef {
+                id: "C1".into(),
+                name: Some(evil.into()),
+            }),
+            integrity: Integrity {
+                size: 42,
+                root: hex_hash(&root),
+                verify: VerifySummary {
+                    ok: true,
+                    size: 42,
+                    checkpoints_verified: 3,
+                    failure: None,
+                },
+                previous: Some(PreviousReport {
+                    seq: 20,
+                    period: "2026-Q2".into(),
+                    issued_at: "2026-07-02T01:00:00.000Z".into(),
+                    size: 21,
+                    root: hex_hash(&[1u8; 32]),
+                    proof: vec![hex_hash(&[2u8; 32])],
+                    consistent: true,
+                }),
+                entries_in_period: 17,
+            },
+            changes: Changes {
+                total: 3,
+                by_kind: vec![Count {
+                    key: "member.update".into(),
+                    count: 3,
+                }],
+                by_org: vec![OrgCount {
+                    org_id: Some("B1".into()),
+                    name: Some(evil.into()),
+                    count: 3,
+                }],
+                by_month: vec![
+                    Count {
+                        key: "2026-07".into(),
+                        count: 1,
+                    },
+                    Count {
+                        key: "2026-08".into(),
+                        count: 2,
+                    },
+                ],
+                by_actor: vec![Count {
+                    key: "u-li".into(),
+                    count: 3,
+                }],
+                imports: 1,
+            },
+            access: Access {
+                decisions: 5,
+                allowed: 4,
+                denied: 1,
+                users: 2,
+                by_day: vec![DayCount {
+                    day: "2026-07-03".into(),
+                    allowed: 4,
+                    denied: 1,
+                }],
+                by_action: vec![Count {
+                    key: "read".into(),
+                    count: 5,
+                }],
+                denied_by_user: vec![Count {
+                    key: "u-wang".into(),
+                    count: 1,
+                }],
+                audited: true,
+                findings: vec![Finding {
+                    rule: "access.bulk_read".into(),
+                    severity: "warning".into(),
+                    subject: "user/u-wang".into(),
+                    message: "many reads".into(),
+                    values: json!({"members": 300, "note": evil}),
+                }],
+                findings_by_rule: vec![Count {
+                    key: "access.bulk_read".into(),
+                    count: 1,
+                }],
+            },
+            quality: Quality {
+                as_of: "2026-10-01".into(),
+                previous_as_of: "2026-07-01".into(),
+                totals: Severities {
+                    error: 1,
+                    warning: 0,
+                    info: 0,
+                },
+                previous_totals: Severities::default(),
+                new: 1,
+                resolved: 0,
+                by_rule: vec![RuleTrend {
+                    rule: "member.id_checksum".into(),
+                    severity: "error".into(),
+                    description_zh: "校验码错误".into(),
+                    description_en: "wrong check character".into(),
+                    count: 1,
+                    previous: 0,
+                }],
+                by_org: vec![OrgTrend {
+                    org_id: Some("B1".into()),
+                    name: Some(evil.into()),
+                    count: 1,
+                    previous: 0,
+                }],
+                records: vec![FailingRecord {
+                    subject: "member/M1".into(),
+                    name: Some(evil.into()),
+                    org_id: Some("B1".into()),
+                    org_name: Some(evil.into()),
+                    findings: vec![RecordFinding {
+                        rule: "member.id_checksum".into(),
+                        severity: "error".into(),
+                        message: "check character".into(),
+                        values: json!({"id_number": "2301**********123X"}),
+                    }],
+                }],
+            },
+            org_life: OrgLife {
+                months: vec!["2026-07".into()],
+                branches: vec![BranchLife {
+                    org_id: "B1".into(),
+                    name: evil.into(),
+                    has_committee: true,
+                    months: vec![MeetingCounts {
+                        month: "2026-07".into(),
+                        member_meeting: 1,
+                        ..Default::default()
+                    }],
+                    issues: vec!["meetings.theme_day_monthly".into()],
+                }],
+                totals: MeetingCounts {
+                    month: String::new(),
+                    member_meeting: 1,
+                    ..Default::default()
+                },
+            },
+            dues: Dues {
+                members: 1,
+                missing_months: 2,
+                six_months_unpaid: 0,
+                arrears: vec![Arrear {
+                    member_id: "M1".into(),
+                    name: Some(evil.into()),
+                    org_id: Some("B1".into()),
+                    org_name: Some(evil.into()),
+                    months: vec!["2026-07".into(), "2026-08".into()],
+                    six_months: false,
+                }],
+            },
+            checkpoint: note,
+            signed_by: String::new(),
+            signature: None,
+        };
+        sign(&mut r, s).unwrap();
+        r
+    }
+
+    const FORMATS: [DocFormat; 3] = [DocFormat::Html, DocFormat::Markdown, DocFormat::Json];
+
+    #[test]
+    fn signed_reports_verify_in_every_format_and_language() {
+        let s = signer("test.example/ledger");
+        for lang in [Lang::Zh, Lang::En] {
+            let r = sample(&s, lang);
+            for f in FORMATS {
+                let text = render(&r, f).unwrap();
+                let v = verify_document(&text, Some(&s.verifier_key())).unwrap();
+                assert!(v.ok, "{f:?} {lang:?}: {:?}", v.problems);
+                assert!(v.pinned);
+                assert_eq!(v.format, f.as_str());
+                assert_eq!(v.size, Some(42));
+                let v = verify_document(&text, None).unwrap();
+                assert!(v.ok && !v.pinned);
+            }
+        }
+    }
+
+    #[test]
+    fn embedded_json_cannot_close_its_container() {
+        let s = signer("test.example/ledger");
+        let r = sample(&s, Lang::Zh);
+        let e = embedded_json(&r).unwrap();
+        assert!(!e.contains('<') && !e.contains('>') && !e.contains('&') && !e.contains('`'));
+        assert!(e.contains("\\u003cscript\\u003e"));
+        let back: Report = serde_json::from_str(&e).unwrap();
+        assert_eq!(back, r, "the escaped JSON reads back as the same report");
+    }
+
+    /// Replaces the ASCII character at byte `i` with another one; `None` if it is not ASCII.
+    fn edit(text: &str, i: usize) -> Option<String> {
+        let b = *text.as_bytes().get(i)?;
+        if !b.is_ascii() {
+            return None;
+        }
+        let c = match b {
+            b'0'..=b'8' => b + 1,
+            b'9' => b'0',
+            b'a' => b'b',
+            b' ' => b'_',
+            b'\n' => b' ',
+            _ => b'a',
+        };
+        let mut bytes = text.as_bytes().to_vec();
+        bytes[i] = c;
+        String::from_utf8(bytes).ok()
+    }
+
+    #[test]
+    fn fail_every_one_character_edit() {
+        let s = signer("test.example/ledger");
+        let key = s.verifier_key();
+        let r = sample(&s, Lang::En);
+        for f in FORMATS {
+            let text = render(&r, f).unwrap();
+            // About 1500 positions spread over the whole document.
+            let step = (text.len() / 1500).max(1);
+            let mut tried = 0;
+            for i in (0..text.len()).step_by(step) {
+                let Some(changed) = edit(&text, i) else {
+                    continue;
+                };
+                tried += 1;
+                match verify_document(&changed, Some(&key)) {
+                    Ok(v) => assert!(!v.ok, "{f:?}: edit at byte {i} not detected"),
+                    Err(ReportError::Unreadable(_)) => {}
+                    Err(e) => panic!("{f:?}: edit at byte {i}: {e}"),
+                }
+            }
+            assert!(tried > 500, "{f:?}: only {tried} edits tried");
+        }
+    }
+
+    #[test]
+    fn fail_another_key() {
+        let s = signer("test.example/ledger");
+        let other = signer("test.example/ledger");
+        let r = sample(&s, Lang::Zh);
+        let text = render(&r, DocFormat::Html).unwrap();
+        let v = verify_document(&text, Some(&other.verifier_key())).unwrap();
+        assert!(!v.ok);
+        assert!(v.problems.iter().any(|p| p.contains("another signing key")));
+        // A report re-signed by another key that names that key verifies only unpinned.
+        let mut forged = r.clone();
+        sign(&mut forged, &other).unwrap();
+        let text = render(&forged, DocFormat::Json).unwrap();
+        let v = verify_document(&text, Some(&s.verifier_key())).unwrap();
+        assert!(
+            !v.ok,
+            "a report signed by another key must not pass the pinned key"
+        );
+    }
+
+    #[test]
+    fn fail_not_a_report() {
+        for text in [
+            "",
+            "hello",
+            "<!DOCTYPE html><p>x</p>",
+            "{not json",
+            "[1]",
+            "# x\n\n```json\n{}\n```\n",
+        ] {
+            match verify_document(text, None) {
+                Err(ReportError::Unreadable(_)) => {}
+                Ok(v) => assert!(!v.ok, "{text:?}"),
+                Err(e) => panic!("{text:?}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn signature_covers_canonical_bytes_without_signature() {
+        let s = signer("test.example/ledger");
+        let r = sample(&s, Lang::Zh);
+        let bytes = signing_bytes(&r).unwrap();
+        let sig = STANDARD.decode(r.signature.as_deref().unwrap()).unwrap();
+        assert!(s.verifier_key().verifies(&bytes, &sig));
+        assert!(!String::from_utf8_lossy(&bytes).contains("\"signature\""));
+        assert!(canonical::is_canonical(&bytes));
+        assert_eq!(r.signed_by, s.verifier_key().to_string());
+    }
+}
