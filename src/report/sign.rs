@@ -238,13 +238,17 @@ pub fn verify_document(
     };
     let signature_ok = out.problems.is_empty();
     match serde_json::from_value::<Report>(value.clone()) {
-        Ok(report) => {
-            if report.format != FORMAT || report.renderer != RENDERER {
+        Ok(report) if report.format != FORMAT || report.renderer != RENDERER => {
+            // A signed report of another version is unreadable here; an unsigned or
+            // changed one is simply changed.
+            if signature_ok {
                 return Err(ReportError::Unreadable(format!(
                     "the report is `{}` rendered by renderer {}; this djaudit reads `{FORMAT}` renderer {RENDERER}",
                     report.format, report.renderer
                 )));
             }
+        }
+        Ok(report) => {
             let again = render(&report, format)?;
             if again != text {
                 out.problems.push(format!(
