@@ -347,14 +347,20 @@ fn subproof<S: NodeSource>(
 ///
 /// Rejects `index >= size`, paths with missing or extra elements, and any changed hash.
 pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, path: &[Hash], root: &Hash) -> bool {
+    root_from_inclusion(leaf, index, size, path).is_some_and(|r| r == *root)
+}
+
+/// The root that an inclusion path leads to (the computation of RFC 9162 §2.1.3.2 without
+/// the final comparison), or `None` when the path does not fit `index` and `size`.
+pub fn root_from_inclusion(leaf: &Hash, index: u64, size: u64, path: &[Hash]) -> Option<Hash> {
     if index >= size {
-        return false;
+        return None;
     }
     let (mut fn_, mut sn) = (index, size - 1);
     let mut r = *leaf;
     for p in path {
         if sn == 0 {
-            return false;
+            return None;
         }
         if fn_ & 1 == 1 || fn_ == sn {
             r = node_hash(p, &r);
@@ -368,7 +374,7 @@ pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, path: &[Hash], root:
         fn_ >>= 1;
         sn >>= 1;
     }
-    sn == 0 && r == *root
+    (sn == 0).then_some(r)
 }
 
 /// Verifies a consistency proof exactly as RFC 9162 §2.1.4.2: the tree of size `new_size`

@@ -483,7 +483,12 @@ impl Ledger {
         let src = DbNodes(&self.conn);
         let path = merkle::inclusion_proof(&src, index, size).map_err(merkle_err)?;
         let leaf = self.entry(index)?.leaf_hash;
-        let root = merkle::root(&src, size).map_err(merkle_err)?;
+        // The path determines the root; no second walk over the tree is needed.
+        let root = merkle::root_from_inclusion(&leaf, index, size, &path).ok_or_else(|| {
+            LedgerError::Damaged(format!(
+                "inclusion path of entry {index} does not fit size {size}"
+            ))
+        })?;
         Ok(InclusionProof {
             leaf_index: index,
             tree_size: size,
