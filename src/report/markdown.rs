@@ -14,33 +14,30 @@ use super::model::{Finding, Lang, Report, MEETING_KINDS};
 use super::sign::{embedded_json, MD_CLOSE, MD_OPEN};
 use super::ReportError;
 
-/// Escapes a value for Markdown text and table cells: backslash before every markup
-/// character, line breaks as spaces.
+/// Characters that can start or end Markdown markup (or an HTML tag or entity, or a table
+/// cell): each gets a backslash.
+const MARKUP: [char; 13] = [
+    '\\', '`', '*', '_', '[', ']', '<', '>', '|', '#', '~', '&', '!',
+];
+
+/// Escapes a value for Markdown text and table cells: a backslash before every markup
+/// character, a line break as a space, no other control character; a leading `-` or `+`
+/// (a list item) escaped too.
 pub fn md(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+    let mut out = String::with_capacity(s.len() + 8);
+    if s.starts_with(['-', '+']) {
+        out.push('\\');
+    }
     for c in s.chars() {
         match c {
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '~' | '&' | '!' | '{'
-            | '}' | '(' | ')' | '+' | '-' | '.' | '=' | '"' | '\'' => {
-                // Dates, ids and sentences are common: escape only what can start markup.
-                if matches!(
-                    c,
-                    '-' | '.' | '(' | ')' | '+' | '=' | '"' | '\'' | '{' | '}'
-                ) {
-                    out.push(c);
-                } else {
-                    out.push('\\');
-                    out.push(c);
-                }
+            c if MARKUP.contains(&c) => {
+                out.push('\\');
+                out.push(c);
             }
             '\n' | '\r' => out.push(' '),
             c if c.is_control() => {}
             c => out.push(c),
         }
-    }
-    // A cell or line that starts with `-`, `+` or a digit and `.` could become a list.
-    if out.starts_with(['-', '+']) {
-        out.insert(0, '\\');
     }
     out
 }
@@ -129,9 +126,9 @@ pub fn render(r: &Report) -> Result<String, ReportError> {
         (o.t("台账", "Ledger"), md(&r.origin)),
         (
             o.t("报告期", "Period"),
-            format!("{} – {}", r.period.from, r.period.to),
+            format!("{} – {}", md(&r.period.from), md(&r.period.to)),
         ),
-        (o.t("评判日期", "Judged as of"), r.period.as_of.clone()),
+        (o.t("评判日期", "Judged as of"), md(&r.period.as_of)),
         (
             o.t("上一期", "Previous period"),
             format!(
@@ -149,10 +146,10 @@ pub fn render(r: &Report) -> Result<String, ReportError> {
         (
             o.t("检查点", "Checkpoint"),
             format!(
-                "{} {} · `{}`",
+                "{} {} · {}",
                 o.t("树大小", "tree size"),
                 r.integrity.size,
-                r.integrity.root
+                code(&r.integrity.root)
             ),
         ),
         (o.t("签名密钥", "Signing key"), code(&r.signed_by)),
@@ -237,16 +234,16 @@ fn integrity(o: &mut Out, r: &Report) {
     o.h2(0);
     let text = match lang {
         Lang::Zh => format!(
-            "本报告依据台账“{}”在树大小 {} 处的签名检查点计算（根哈希 `{}`）。",
+            "本报告依据台账“{}”在树大小 {} 处的签名检查点计算（根哈希 {}）。",
             md(&r.origin),
             i.size,
-            i.root
+            code(&i.root)
         ),
         Lang::En => format!(
-            "This report was computed from ledger {} at its signed checkpoint of tree size {} (root `{}`).",
+            "This report was computed from ledger {} at its signed checkpoint of tree size {} (root {}).",
             code(&r.origin),
             i.size,
-            i.root
+            code(&i.root)
         ),
     };
     o.line(&text);
