@@ -14,6 +14,7 @@ mod policy;
 mod records;
 mod report;
 mod synth;
+mod user;
 
 /// Exit code of a negative answer (tampering found, proof invalid, findings, access denied).
 pub const EXIT_NO: u8 = 1;
@@ -74,6 +75,9 @@ pub enum Command {
     /// Audits over the ledger: accesses that look like leakage.
     #[command(subcommand)]
     Audit(policy::AuditCommand),
+    /// User accounts: add, update, disable (decided as `manage_users`).
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Issue a signed compliance report of a period; `report verify FILE` checks one.
     Report(report::ReportArgs),
     /// The main job on a synthetic organisation: import, access log, checks, audit,
@@ -146,6 +150,7 @@ fn run(cli: Cli) -> CmdResult {
         Command::Policy(a) => policy::policy(a),
         Command::Access(a) => policy::access(&data, a),
         Command::Audit(a) => policy::audit(&data, a),
+        Command::User(c) => user::user(&data, c),
         Command::Report(a) => report::report(&data, a),
         Command::Demo(a) => demo::demo(a),
     }

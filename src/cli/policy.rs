@@ -164,7 +164,7 @@ fn os_user() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn load_policies(dir: Option<&Path>) -> Result<Policies, CliError> {
+pub(super) fn load_policies(dir: Option<&Path>) -> Result<Policies, CliError> {
     match dir {
         Some(d) => Policies::from_dir(d).map_err(|e| invalid_set(d, e)),
         None => Ok(Policies::embedded()?),

@@ -1,4 +1,9 @@
 //! Record commands: import, reconcile, record show|history|export.
+//!
+//! While the ledger has no user account they run without access policy (a new deployment
+//! imports its orgs and users first), with a warning; once any account exists every one of
+//! them needs `--as USER` and is decided and recorded by `policy::enforce`. A refusal exits
+//! 1 (`access denied: …`), an unknown user 2.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -7,6 +12,9 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use djaudit::ledger::{Actor, Ledger};
+use djaudit::policy::enforce::{Denial, EnforceError, Enforced, Enforcer};
+use djaudit::policy::record::ensure_policy_recorded;
+use djaudit::policy::Authorizer;
 use djaudit::records::history::{self, History, RecordView};
 use djaudit::records::import::{self, ImportSummary};
 use djaudit::records::model::{Change, Changes, Fields, RecordKind};
@@ -16,6 +24,19 @@ use djaudit::records::reconcile::{self, Reconciliation};
 use djaudit::records::RecordError;
 
 use super::{print_json, CliError, CmdResult, EXIT_NO};
+
+/// The warning of a ledger without user accounts.
+const BOOTSTRAP_WARNING: &str =
+    "warning: no users defined: access policy not enforced until users are imported";
+
+impl From<EnforceError> for CliError {
+    fn from(e: EnforceError) -> CliError {
+        match e {
+            EnforceError::Records(e) => e.into(),
+            EnforceError::Access(e) => e.into(),
+        }
+    }
+}
 
 impl From<RecordError> for CliError {
     fn from(e: RecordError) -> CliError {
@@ -77,11 +98,23 @@ pub struct ImportArgs {
     pub kind: RecordKind,
     /// The CSV or JSON Lines file.
     pub file: PathBuf,
-    /// The djaudit user the changes are attributed to (default: the operating-system user).
-    #[arg(long)]
-    pub actor: Option<String>,
+    #[command(flatten)]
+    pub who: AsArgs,
     #[command(flatten)]
     pub read: FileArgs,
+}
+
+/// Who runs a record command, and the policies that decide it.
+#[derive(Debug, Args)]
+pub struct AsArgs {
+    /// The djaudit user making the request: required once the ledger has user accounts
+    /// (before that, the user the entries are attributed to; default: the operating-system
+    /// user). `--actor` is an alias.
+    #[arg(long = "as", alias = "actor", value_name = "USER")]
+    pub as_user: Option<String>,
+    /// A policy directory instead of the embedded policies.
+    #[arg(long, env = "DJAUDIT_POLICIES", value_name = "DIR")]
+    pub policies: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -94,38 +127,47 @@ pub struct ReconcileArgs {
     /// One JSON document on stdout.
     #[arg(long)]
     pub json: bool,
-    /// The djaudit user the `scan.reconcile` entry is attributed to.
-    #[arg(long)]
-    pub actor: Option<String>,
+    #[command(flatten)]
+    pub who: AsArgs,
     #[command(flatten)]
     pub read: FileArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RecordCommand {
-    /// Show the current state of a record (sensitive values masked).
+    /// Show the current state of a record (sensitive values masked unless the policy
+    /// grants `read_sensitive`); exit 1 if the user may not read it.
     Show {
         /// `<kind>/<id>`, e.g. `member/M000123` or `dues/M000123/2026-03`.
         name: String,
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        who: AsArgs,
     },
-    /// Show a record's current state and every entry about it (sensitive values masked).
+    /// Show a record's current state and every entry about it (sensitive values masked
+    /// unless the policy grants `read_sensitive`); exit 1 if the user may not read it.
     History {
         /// `<kind>/<id>`, e.g. `member/M000123`.
         name: String,
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        who: AsArgs,
     },
-    /// Write the projection of one kind as CSV with the canonical headers, sorted by id.
+    /// Write the projection of one kind as CSV with the canonical headers, sorted by id:
+    /// the records the user may export, sensitive values masked unless the policy grants
+    /// `read_sensitive` (masked values do not import back).
     Export {
         #[arg(value_parser = parse_kind, value_name = "KIND")]
         kind: RecordKind,
         /// Write to this file instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        who: AsArgs,
     },
 }
 
@@ -136,11 +178,72 @@ fn os_user() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The actor of a command: `--actor` or the operating-system user, on channel `via`.
+/// The actor of a command: `--as` or the operating-system user, on channel `via`.
 fn actor(user: Option<&str>, via: &str) -> Actor {
     let mut a = Actor::cli(user.unwrap_or(&os_user()));
     a.via = via.to_owned();
     a
+}
+
+/// How a record command runs.
+pub(super) enum Access {
+    /// No user account exists yet: no policy, the entries attributed to this actor.
+    Bootstrap(Actor),
+    /// Decided for this actor (a known user) by this authorizer.
+    Enforced(Box<Authorizer>, Actor),
+}
+
+impl Access {
+    /// The enforcer of an enforced command.
+    pub(super) fn enforcer(&self, ledger: &Ledger) -> Result<Option<Enforcer<'_>>, CliError> {
+        match self {
+            Access::Bootstrap(_) => Ok(None),
+            Access::Enforced(authorizer, actor) => Ok(Some(Enforcer::new(
+                authorizer,
+                ledger.conn(),
+                actor.clone(),
+            )?)),
+        }
+    }
+
+    /// The actor of a bootstrap command.
+    pub(super) fn actor(&self) -> &Actor {
+        match self {
+            Access::Bootstrap(a) | Access::Enforced(_, a) => a,
+        }
+    }
+}
+
+/// Decides how a record command runs on `ledger`: without policy (and a warning) while the
+/// projection has no user account; else for `--as` (required; an unknown user is an input
+/// error and nothing is recorded), after recording the policy set in use.
+pub(super) fn access(ledger: &mut Ledger, who: &AsArgs, via: &str) -> Result<Access, CliError> {
+    projection::ensure_schema(ledger.conn())?;
+    if projection::is_empty(ledger.conn(), RecordKind::User)? {
+        eprintln!("{BOOTSTRAP_WARNING}");
+        return Ok(Access::Bootstrap(actor(who.as_user.as_deref(), via)));
+    }
+    let user = who.as_user.as_deref().ok_or_else(|| {
+        CliError::input(anyhow!(
+            "`--as USER` is required: the ledger has user accounts, so the access policy decides every record command"
+        ))
+    })?;
+    let policies = super::policy::load_policies(who.policies.as_deref())?;
+    let authorizer = Authorizer::new(policies, ledger.conn())?;
+    let who = actor(Some(user), via);
+    // An unknown user is refused before anything is recorded.
+    Enforcer::new(&authorizer, ledger.conn(), who.clone())?;
+    ensure_policy_recorded(ledger, authorizer.policies(), Actor::cli(&os_user()))?;
+    Ok(Access::Enforced(Box::new(authorizer), who))
+}
+
+/// A recorded refusal: a checkpoint over it, then `access denied: …` and exit 1.
+pub(super) fn denied(ledger: &mut Ledger, d: &Denial, what: &str) -> CmdResult {
+    ledger.checkpoint()?;
+    Err(CliError {
+        code: EXIT_NO,
+        err: anyhow!("access denied: {d}; {what}; recorded as entry {}", d.seq),
+    })
 }
 
 /// A row counter on stderr when it is a terminal; nothing otherwise.
@@ -161,25 +264,39 @@ fn progress_bar(what: &str) -> Option<indicatif::ProgressBar> {
 
 pub fn import(data: &Path, a: ImportArgs) -> CmdResult {
     let mut ledger = Ledger::open(data)?;
-    let who = actor(a.actor.as_deref(), "import");
+    let access = access(&mut ledger, &a.who, "import")?;
     let bar = progress_bar(&format!("importing {}", a.kind.plural()));
     let mut progress = |rows: u64| {
         if let Some(b) = &bar {
             b.set_position(rows);
         }
     };
-    let result = import::import(
-        &mut ledger,
-        a.kind,
-        &a.file,
-        a.read.options(),
-        &who,
-        &mut progress,
-    );
+    let result = match access.enforcer(&ledger)? {
+        None => import::import(
+            &mut ledger,
+            a.kind,
+            &a.file,
+            a.read.options(),
+            access.actor(),
+            &mut progress,
+        )
+        .map(|value| Enforced::Allowed { value, seq: None })
+        .map_err(EnforceError::from),
+        Some(e) => e.import(
+            &mut ledger,
+            a.kind,
+            &a.file,
+            a.read.options(),
+            &mut progress,
+        ),
+    };
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let summary = result?;
+    let summary = match result? {
+        Enforced::Allowed { value, .. } => value,
+        Enforced::Denied(d) => return denied(&mut ledger, &d, "nothing imported"),
+    };
     let checkpoint = match summary.appended {
         Some(_) => Some(ledger.checkpoint()?),
         None => None,
@@ -214,25 +331,39 @@ fn import_line(s: &ImportSummary, checkpoint: Option<u64>) -> String {
 
 pub fn reconcile(data: &Path, a: ReconcileArgs) -> CmdResult {
     let mut ledger = Ledger::open(data)?;
-    let who = actor(a.actor.as_deref(), "cli");
+    let access = access(&mut ledger, &a.who, "cli")?;
     let bar = progress_bar(&format!("reconciling {}", a.kind.plural()));
     let mut progress = |rows: u64| {
         if let Some(b) = &bar {
             b.set_position(rows);
         }
     };
-    let result = reconcile::reconcile(
-        &mut ledger,
-        a.kind,
-        &a.file,
-        a.read.options(),
-        &who,
-        &mut progress,
-    );
+    let result = match access.enforcer(&ledger)? {
+        None => reconcile::reconcile(
+            &mut ledger,
+            a.kind,
+            &a.file,
+            a.read.options(),
+            access.actor(),
+            &mut progress,
+        )
+        .map(|value| Enforced::Allowed { value, seq: None })
+        .map_err(EnforceError::from),
+        Some(e) => e.reconcile(
+            &mut ledger,
+            a.kind,
+            &a.file,
+            a.read.options(),
+            &mut progress,
+        ),
+    };
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let r = result?;
+    let r = match result? {
+        Enforced::Allowed { value, .. } => value,
+        Enforced::Denied(d) => return denied(&mut ledger, &d, "nothing compared"),
+    };
     ledger.checkpoint()?;
     if a.json {
         print_json(&r.to_json())?;
@@ -291,29 +422,47 @@ fn print_reconciliation(r: &Reconciliation) -> std::io::Result<()> {
 
 pub fn record(data: &Path, c: RecordCommand) -> CmdResult {
     match c {
-        RecordCommand::Show { name, json } => {
-            let ledger = Ledger::open(data)?;
-            projection::ensure_schema(ledger.conn())?;
-            let view = history::show(&ledger, &name)?;
+        RecordCommand::Show { name, json, who } => {
+            let mut ledger = Ledger::open(data)?;
+            let access = access(&mut ledger, &who, "cli")?;
+            let view = match access.enforcer(&ledger)? {
+                None => history::show(&ledger, &name)?,
+                Some(e) => match e.show(&mut ledger, &name)? {
+                    Enforced::Allowed { value, .. } => value,
+                    Enforced::Denied(d) => return denied(&mut ledger, &d, "nothing shown"),
+                },
+            };
+            if let Access::Enforced(..) = access {
+                ledger.checkpoint()?;
+            }
             if json {
                 print_json(&view.to_json())?;
             } else {
                 print_view(&view);
             }
         }
-        RecordCommand::History { name, json } => {
-            let ledger = Ledger::open(data)?;
-            projection::ensure_schema(ledger.conn())?;
-            let h = history::history(&ledger, &name)?;
+        RecordCommand::History { name, json, who } => {
+            let mut ledger = Ledger::open(data)?;
+            let access = access(&mut ledger, &who, "cli")?;
+            let h = match access.enforcer(&ledger)? {
+                None => history::history(&ledger, &name)?,
+                Some(e) => match e.history(&mut ledger, &name)? {
+                    Enforced::Allowed { value, .. } => value,
+                    Enforced::Denied(d) => return denied(&mut ledger, &d, "nothing shown"),
+                },
+            };
+            if let Access::Enforced(..) = access {
+                ledger.checkpoint()?;
+            }
             if json {
                 print_json(&h.to_json())?;
             } else {
                 print_history(&h);
             }
         }
-        RecordCommand::Export { kind, out } => {
-            let ledger = Ledger::open(data)?;
-            projection::ensure_schema(ledger.conn())?;
+        RecordCommand::Export { kind, out, who } => {
+            let mut ledger = Ledger::open(data)?;
+            let access = access(&mut ledger, &who, "cli")?;
             let (mut w, path): (Box<dyn Write>, PathBuf) = match &out {
                 Some(p) => (
                     Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
@@ -326,9 +475,36 @@ pub fn record(data: &Path, c: RecordCommand) -> CmdResult {
                     PathBuf::from("-"),
                 ),
             };
-            let n = projection::export_csv(ledger.conn(), kind, &mut w, &path)?;
+            let (n, withheld) = match access.enforcer(&ledger)? {
+                None => (
+                    projection::export_csv(ledger.conn(), kind, &mut w, &path)?,
+                    0,
+                ),
+                Some(e) => match e.export(&mut ledger, kind, &mut w, &path)? {
+                    Enforced::Allowed { value, .. } => (value.exported, value.withheld),
+                    Enforced::Denied(d) => {
+                        drop(w);
+                        if let Some(p) = &out {
+                            // Nothing was written to it; do not leave an empty file behind.
+                            let _ = std::fs::remove_file(p);
+                        }
+                        return denied(&mut ledger, &d, "nothing exported");
+                    }
+                },
+            };
+            drop(w);
             if out.is_some() {
                 eprintln!("exported {n} {} to {}", kind.plural(), path.display());
+            }
+            if withheld > 0 {
+                eprintln!(
+                    "{withheld} {} left out: not permitted to `{}`",
+                    kind.plural(),
+                    access.actor().user
+                );
+            }
+            if let Access::Enforced(..) = access {
+                ledger.checkpoint()?;
             }
         }
     }

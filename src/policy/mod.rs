@@ -15,11 +15,14 @@
 //!
 //! The authorizer decides; [`record`] writes the `access.decision` and `policy.load`
 //! entries, always in a transaction the caller controls or one of its own, never anything
-//! but those entries. Nothing here sees a sensitive member field (ID number, phone,
-//! income): the entities carry only ids, roles and orgs, and a decision names the
-//! sensitive fields shown, never their values.
+//! but those entries; [`enforce`] applies both to the record commands (import, show,
+//! history, export, reconcile, user accounts). Apart from [`enforce`], which hands records
+//! to their readers masked or not as decided, nothing here sees a sensitive member field
+//! (ID number, phone, income): the entities carry only ids, roles and orgs, and a decision
+//! names the sensitive fields shown, never their values.
 
 mod authorize;
+pub mod enforce;
 mod entities;
 pub mod load;
 pub mod record;

@@ -1,26 +1,58 @@
 //! The current state of one record and its history: every entry whose subject is the
-//! record, with who made it and what it changed (`djaudit record show|history`).
+//! record, with who made it and what it changed (`djaudit record show|history`), except the
+//! access decisions about it: who read a record is audit data for those who may read the
+//! ledger, not part of the record.
 //!
-//! Everything returned here is masked (`139****0001`, `***`): reading sensitive values
-//! unmasked is a policy decision this module does not take. It only reads.
+//! [`show`] and [`history`] return everything masked (`139****0001`, `***`); the `_with`
+//! variants take a [`Masking`] that the caller has decided (reading sensitive values
+//! unmasked is a policy decision this module does not take). It only reads.
 
 use serde_json::{json, Value as Json};
 
 use super::mask::{mask_changes, mask_fields};
 use super::model::{
-    changes_from_json, changes_to_json, fields_from_json, fields_to_json, Change, Changes, Fields,
-    RecordKind,
+    changes_from_json, changes_to_json, fields_from_json, fields_to_json, is_sensitive, Change,
+    Changes, Fields, RecordKind,
 };
 use super::projection::{self, parse_entry_kind, parse_subject, Action, RecordError};
 use crate::ledger::store::LogFilter;
 use crate::ledger::{Actor, Entry, Ledger, LedgerError};
 
-/// The current state of a record, masked.
+/// The prefix of the entry kinds that record accesses (`access.decision`), which a
+/// record's history leaves out.
+pub const ACCESS_KINDS: &str = "access.";
+
+/// Whether sensitive values are masked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Masking {
+    /// Sensitive values masked (the default for every reader).
+    Masked,
+    /// Sensitive values as recorded (a reader the policy grants `read_sensitive`).
+    Unmasked,
+}
+
+impl Masking {
+    fn fields(self, fields: &Fields) -> Fields {
+        match self {
+            Masking::Masked => mask_fields(fields),
+            Masking::Unmasked => fields.clone(),
+        }
+    }
+
+    fn changes(self, changes: Changes) -> Changes {
+        match self {
+            Masking::Masked => mask_changes(&changes),
+            Masking::Unmasked => changes,
+        }
+    }
+}
+
+/// The current state of a record (masked unless read with [`Masking::Unmasked`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordView {
     pub kind: RecordKind,
     pub id: String,
-    /// The record's fields, sensitive values masked.
+    /// The record's fields (sensitive values masked unless read unmasked).
     pub fields: Fields,
     /// The seq of the entry that last wrote the record.
     pub last_seq: u64,
@@ -30,6 +62,18 @@ impl RecordView {
     /// `member/M000123`.
     pub fn subject(&self) -> String {
         projection::subject(self.kind, &self.id)
+    }
+
+    /// The sensitive fields that have a value in the view (names only), sorted.
+    pub fn sensitive_fields(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self
+            .fields
+            .keys()
+            .copied()
+            .filter(|f| is_sensitive(f))
+            .collect();
+        names.sort_unstable();
+        names
     }
 
     /// `{"subject", "last_seq", "record": {…masked…}}`.
@@ -49,7 +93,7 @@ pub struct HistoryItem {
     pub ts: String,
     pub kind: String,
     pub actor: Actor,
-    /// What the entry changed, masked: for a create every field from absent to its value,
+    /// What the entry changed (masked unless read unmasked): for a create every field from absent to its value,
     /// for a remove every field to absent; empty for entries that are not record changes.
     pub changes: Changes,
 }
@@ -64,6 +108,24 @@ pub struct History {
 }
 
 impl History {
+    /// The sensitive fields that have a value anywhere in the history (the current state
+    /// or any change), names only, sorted.
+    pub fn sensitive_fields(&self) -> Vec<&'static str> {
+        let mut names: std::collections::BTreeSet<&'static str> = self
+            .current
+            .iter()
+            .flat_map(RecordView::sensitive_fields)
+            .collect();
+        for i in &self.items {
+            for (name, c) in &i.changes {
+                if is_sensitive(name) && (c.old.is_some() || c.new.is_some()) {
+                    names.insert(name);
+                }
+            }
+        }
+        names.into_iter().collect()
+    }
+
     /// `{"subject", "current": {…}|null, "history": [{"seq","ts","kind","actor","changes"}]}`.
     pub fn to_json(&self) -> Json {
         let items: Vec<Json> = self
@@ -89,27 +151,43 @@ impl History {
 
 /// The current state of `name` (`member/M000123`), masked.
 pub fn show(ledger: &Ledger, name: &str) -> Result<RecordView, RecordError> {
-    let (kind, id) = parse_subject(name)?;
-    current(ledger, kind, &id)?.ok_or_else(|| RecordError::NotFound(projection::subject(kind, &id)))
+    show_with(ledger, name, Masking::Masked)
 }
 
-fn current(ledger: &Ledger, kind: RecordKind, id: &str) -> Result<Option<RecordView>, RecordError> {
+/// The current state of `name`, masked or not.
+pub fn show_with(ledger: &Ledger, name: &str, masking: Masking) -> Result<RecordView, RecordError> {
+    let (kind, id) = parse_subject(name)?;
+    current(ledger, kind, &id, masking)?
+        .ok_or_else(|| RecordError::NotFound(projection::subject(kind, &id)))
+}
+
+fn current(
+    ledger: &Ledger,
+    kind: RecordKind,
+    id: &str,
+    masking: Masking,
+) -> Result<Option<RecordView>, RecordError> {
     Ok(
         projection::get(ledger.conn(), kind, id)?.map(|row| RecordView {
             kind,
             id: id.to_owned(),
-            fields: mask_fields(&row.fields),
+            fields: masking.fields(&row.fields),
             last_seq: row.last_seq,
         }),
     )
 }
 
-/// The current state and history of `name`. A record that neither exists nor has any entry
-/// is [`RecordError::NotFound`].
+/// The current state and history of `name`, masked. A record that neither exists nor has
+/// any entry is [`RecordError::NotFound`].
 pub fn history(ledger: &Ledger, name: &str) -> Result<History, RecordError> {
+    history_with(ledger, name, Masking::Masked)
+}
+
+/// The current state and history of `name`, masked or not.
+pub fn history_with(ledger: &Ledger, name: &str, masking: Masking) -> Result<History, RecordError> {
     let (kind, id) = parse_subject(name)?;
     let subject = projection::subject(kind, &id);
-    let current = current(ledger, kind, &id)?;
+    let current = current(ledger, kind, &id, masking)?;
     let mut items = Vec::new();
     let filter = LogFilter {
         subject: Some(subject.clone()),
@@ -117,7 +195,12 @@ pub fn history(ledger: &Ledger, name: &str) -> Result<History, RecordError> {
     };
     let mut bad: Option<RecordError> = None;
     ledger.query(&filter, |e| {
-        match item(&e) {
+        if e.kind.starts_with(ACCESS_KINDS) {
+            // Who read the record is audit data, not its history: `log --subject` shows it
+            // to those who may read the ledger.
+            return Ok(());
+        }
+        match item(&e, masking) {
             Ok(i) => items.push(i),
             Err(err) => {
                 bad.get_or_insert(err);
@@ -139,8 +222,8 @@ pub fn history(ledger: &Ledger, name: &str) -> Result<History, RecordError> {
     })
 }
 
-/// One entry as a history item, its values masked.
-fn item(e: &Entry) -> Result<HistoryItem, RecordError> {
+/// One entry as a history item, its values masked or not.
+fn item(e: &Entry, masking: Masking) -> Result<HistoryItem, RecordError> {
     let bad = |why: String| RecordError::BadEntry {
         seq: e.seq,
         subject: e.subject.clone(),
@@ -178,7 +261,7 @@ fn item(e: &Entry) -> Result<HistoryItem, RecordError> {
         ts: e.ts.clone(),
         kind: e.kind.clone(),
         actor: e.actor.clone(),
-        changes: mask_changes(&changes),
+        changes: masking.changes(changes),
     })
 }
 
@@ -234,6 +317,47 @@ mod tests {
         assert_eq!(current.last_seq, h.items[1].seq);
         assert!(!h.to_json().to_string().contains("13900000002"));
         assert_eq!(show(&l, "member/M1").unwrap(), *current);
+        assert_eq!(h.sensitive_fields(), ["phone"]);
+
+        // Read unmasked (a reader the policy grants read_sensitive), values as recorded.
+        let u = history_with(&l, "member/M1", Masking::Unmasked).unwrap();
+        assert_eq!(
+            u.items[1].changes["phone"].new,
+            Some(FieldValue::Text("13900000002".into()))
+        );
+        let v = show_with(&l, "member/M1", Masking::Unmasked).unwrap();
+        assert_eq!(v.fields["phone"], FieldValue::Text("13900000002".into()));
+        assert_eq!(v.sensitive_fields(), ["phone"]);
+    }
+
+    #[test]
+    fn history_leaves_out_access_decisions_but_keeps_other_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::init(
+            &dir.path().join("d"),
+            "test.example/ledger",
+            Actor::cli("a"),
+        )
+        .unwrap();
+        let p = dir.path().join("m.csv");
+        std::fs::write(&p, "member_id,name\nM1,张三\n").unwrap();
+        import(
+            &mut l,
+            RecordKind::Member,
+            &p,
+            ImportOptions::default(),
+            &Actor::cli("u"),
+            &mut |_| {},
+        )
+        .unwrap();
+        for kind in ["access.decision", "note.check"] {
+            let e = crate::ledger::NewEntry::new(kind, "member/M1", Actor::cli("r"), json!({}))
+                .unwrap();
+            l.append(e).unwrap();
+        }
+        let h = history(&l, "member/M1").unwrap();
+        let kinds: Vec<&str> = h.items.iter().map(|i| i.kind.as_str()).collect();
+        assert_eq!(kinds, ["member.create", "note.check"]);
     }
 
     #[test]

@@ -330,14 +330,25 @@ pub fn is_empty(conn: &Connection, kind: RecordKind) -> Result<bool, RecordError
 pub fn for_each(
     conn: &Connection,
     kind: RecordKind,
-    mut f: impl FnMut(Row) -> Result<(), RecordError>,
+    f: impl FnMut(Row) -> Result<(), RecordError>,
 ) -> Result<(), RecordError> {
+    try_for_each(conn, kind, f)
+}
+
+/// [`for_each`] with a callback of another error type (the first error stops the scan).
+pub fn try_for_each<E: From<RecordError>>(
+    conn: &Connection,
+    kind: RecordKind,
+    mut f: impl FnMut(Row) -> Result<(), E>,
+) -> Result<(), E> {
     if !has_table(conn, kind)? {
         return Ok(());
     }
-    let mut stmt = conn.prepare(&kind_sql(kind).scan)?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
+    let mut stmt = conn
+        .prepare(&kind_sql(kind).scan)
+        .map_err(RecordError::from)?;
+    let mut rows = stmt.query([]).map_err(RecordError::from)?;
+    while let Some(row) = rows.next().map_err(RecordError::from)? {
         f(read_row(kind, row)?)?;
     }
     Ok(())
@@ -571,6 +582,21 @@ fn cell_text(ty: FieldType, value: &FieldValue) -> String {
     }
 }
 
+/// Appends one record as a line of an export (without the line end), in the columns of
+/// [`csv_header`]. A masked money value (`***`) is written as it is: masked values are for
+/// display and do not import back.
+pub fn push_csv_line(line: &mut String, kind: RecordKind, fields: &Fields) {
+    let specs = kind.fields().iter().filter(|f| !f.derived);
+    for (i, spec) in specs.enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        if let Some(v) = fields.get(spec.name) {
+            push_cell(line, &cell_text(spec.ty, v));
+        }
+    }
+}
+
 /// Writes the projection of `kind` as CSV (UTF-8, LF, canonical English header, rows in id
 /// order, one row per record) to `out`; returns the number of rows. The file imports back
 /// to the same projection (docs/IMPORT.md, "Export").
@@ -584,21 +610,13 @@ pub fn export_csv(
         path: path.to_owned(),
         source,
     };
-    let specs: Vec<_> = kind.fields().iter().filter(|f| !f.derived).collect();
     let mut line = csv_header(kind);
     line.push('\n');
     out.write_all(line.as_bytes()).map_err(io)?;
     let mut n = 0u64;
     for_each(conn, kind, |row| {
         line.clear();
-        for (i, spec) in specs.iter().enumerate() {
-            if i > 0 {
-                line.push(',');
-            }
-            if let Some(v) = row.fields.get(spec.name) {
-                push_cell(&mut line, &cell_text(spec.ty, v));
-            }
-        }
+        push_csv_line(&mut line, kind, &row.fields);
         line.push('\n');
         n += 1;
         out.write_all(line.as_bytes()).map_err(io)

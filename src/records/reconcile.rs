@@ -11,10 +11,15 @@
 //! The projection is read in one read transaction; the ids seen in the file are kept in a
 //! temporary table (a snapshot may hold millions of rows), which that transaction's rollback
 //! discards. This module never writes a projection row.
+//!
+//! [`reconcile_guarded`] puts every projection record it compares (present in the file, or
+//! missing from it) to a [`ReconcileGuard`] first (the access policy: comparing a record
+//! reads it); one refused record and nothing is reported or appended.
 
 use std::io::Read;
 use std::path::Path;
 
+use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
@@ -22,7 +27,38 @@ use super::mask::mask_changes;
 use super::model::{changes_to_json, diff, Changes, RecordKind};
 use super::parse::{FileSummary, ImportOptions, RecordReader};
 use super::projection::{self, RecordError};
-use crate::ledger::{Actor, Ledger, LedgerError, NewEntry};
+use crate::ledger::{Actor, Ledger, LedgerError, NewEntry, WriteTx};
+
+/// Decides whether a reconciliation may read the projection records it compares.
+pub trait ReconcileGuard {
+    /// The guard's own errors; reconcile errors convert into them.
+    type Error: From<RecordError>;
+
+    /// May the projection record `subject` (`member/M1`, `dues/M1/2026-03`) be compared?
+    /// Called inside the reconciliation's read transaction; after the first `false` the
+    /// guard is not called again.
+    fn check(&mut self, conn: &Connection, subject: &str) -> Result<bool, Self::Error>;
+
+    /// Every compared record was allowed: append what the guard records in the
+    /// transaction that appends the `scan.reconcile` entry, before it. `compared` is the
+    /// number of projection records compared.
+    fn allowed(&mut self, w: &mut WriteTx<'_>, compared: u64) -> Result<(), Self::Error>;
+}
+
+/// The guard of an unguarded reconciliation.
+struct Unguarded;
+
+impl ReconcileGuard for Unguarded {
+    type Error = RecordError;
+
+    fn check(&mut self, _: &Connection, _: &str) -> Result<bool, RecordError> {
+        Ok(true)
+    }
+
+    fn allowed(&mut self, _: &mut WriteTx<'_>, _: u64) -> Result<(), RecordError> {
+        Ok(())
+    }
+}
 
 /// Entry kind of the summary entry of a reconciliation.
 pub const RECONCILE_KIND: &str = "scan.reconcile";
@@ -120,10 +156,40 @@ pub fn reconcile(
 pub fn reconcile_reader<R: Read>(
     ledger: &mut Ledger,
     kind: RecordKind,
-    mut reader: RecordReader<R>,
+    reader: RecordReader<R>,
     actor: &Actor,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Reconciliation, RecordError> {
+    reconcile_reader_guarded(ledger, kind, reader, actor, &mut Unguarded, progress)?
+        .ok_or_else(|| LedgerError::Damaged("an unguarded reconciliation was refused".into()))
+        .map_err(RecordError::from)
+}
+
+/// [`reconcile`] with every compared projection record put to `guard` first; `None` when
+/// the guard refused one (nothing appended).
+pub fn reconcile_guarded<G: ReconcileGuard>(
+    ledger: &mut Ledger,
+    kind: RecordKind,
+    path: &Path,
+    options: ImportOptions,
+    actor: &Actor,
+    guard: &mut G,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Option<Reconciliation>, G::Error> {
+    let reader = RecordReader::open(path, kind, options).map_err(RecordError::from)?;
+    reconcile_reader_guarded(ledger, kind, reader, actor, guard, progress)
+}
+
+/// [`reconcile_guarded`] on the rows of an open reader.
+pub fn reconcile_reader_guarded<R: Read, G: ReconcileGuard>(
+    ledger: &mut Ledger,
+    kind: RecordKind,
+    mut reader: RecordReader<R>,
+    actor: &Actor,
+    guard: &mut G,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Option<Reconciliation>, G::Error> {
+    let sql = |e: rusqlite::Error| RecordError::from(e);
     projection::ensure_schema(ledger.conn())?;
     let mut added = Vec::new();
     let mut changed = Vec::new();
@@ -131,21 +197,29 @@ pub fn reconcile_reader<R: Read>(
     let mut unchanged = 0u64;
     let ledger_size;
     {
-        let tx = ledger.conn_mut().transaction()?;
-        let max: Option<i64> = tx.query_row("SELECT max(seq) FROM entry", [], |r| r.get(0))?;
+        let tx = ledger.conn_mut().transaction().map_err(sql)?;
+        let max: Option<i64> = tx
+            .query_row("SELECT max(seq) FROM entry", [], |r| r.get(0))
+            .map_err(sql)?;
         ledger_size = max.map_or(0, |m| u64::try_from(m).unwrap_or(0) + 1);
-        tx.execute_batch("CREATE TEMP TABLE reconcile_seen (id TEXT PRIMARY KEY) WITHOUT ROWID")?;
+        tx.execute_batch("CREATE TEMP TABLE reconcile_seen (id TEXT PRIMARY KEY) WITHOUT ROWID")
+            .map_err(sql)?;
         let mut rows = 0u64;
         {
-            let mut seen =
-                tx.prepare("INSERT OR IGNORE INTO temp.reconcile_seen (id) VALUES (?1)")?;
-            while let Some(row) = reader.next_row()? {
+            let mut seen = tx
+                .prepare("INSERT OR IGNORE INTO temp.reconcile_seen (id) VALUES (?1)")
+                .map_err(sql)?;
+            while let Some(row) = reader.next_row().map_err(RecordError::from)? {
                 rows += 1;
                 let id = row.record.id();
-                seen.execute([&id])?;
+                seen.execute([&id]).map_err(sql)?;
                 match projection::get(&tx, kind, &id)? {
                     None => added.push(id),
                     Some(current) => {
+                        if !guard.check(&tx, &projection::subject(kind, &id))? {
+                            // Dropping the read transaction discards the temporary table.
+                            return Ok(None);
+                        }
                         let mut changes = diff(&current.fields, &row.record.to_fields());
                         row.columns.restrict(&mut changes);
                         if changes.is_empty() {
@@ -165,15 +239,19 @@ pub fn reconcile_reader<R: Read>(
             progress(rows);
         }
         if projection::has_table(&tx, kind)? {
-            let sql = format!(
+            let query = format!(
                 "SELECT {id} FROM {table} WHERE {id} NOT IN (SELECT id FROM temp.reconcile_seen) ORDER BY {id}",
                 id = kind.id_field(),
                 table = kind.table()
             );
-            let mut stmt = tx.prepare(&sql)?;
-            let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut stmt = tx.prepare(&query).map_err(sql)?;
+            let ids = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql)?;
             for id in ids {
-                missing.push(id?);
+                let id = id.map_err(sql)?;
+                if !guard.check(&tx, &projection::subject(kind, &id))? {
+                    return Ok(None);
+                }
+                missing.push(id);
             }
         }
         // Dropping the read transaction rolls it back, and the temporary table with it.
@@ -184,7 +262,8 @@ pub fn reconcile_reader<R: Read>(
     let file = reader
         .summary()
         .cloned()
-        .ok_or_else(|| LedgerError::Damaged("the snapshot file was not read to its end".into()))?;
+        .ok_or_else(|| LedgerError::Damaged("the snapshot file was not read to its end".into()))
+        .map_err(RecordError::from)?;
     let entry = NewEntry::new(
         RECONCILE_KIND,
         &reconcile_subject(kind),
@@ -203,9 +282,13 @@ pub fn reconcile_reader<R: Read>(
             "unchanged": unchanged,
         }),
     )
-    .map_err(LedgerError::from)?;
-    let appended = ledger.append(entry)?;
-    Ok(Reconciliation {
+    .map_err(|e| RecordError::from(LedgerError::from(e)))?;
+    let compared = (missing.len() + changed.len()) as u64 + unchanged;
+    let mut w = ledger.write().map_err(RecordError::from)?;
+    guard.allowed(&mut w, compared)?;
+    let appended = w.append(entry).map_err(RecordError::from)?;
+    w.commit().map_err(RecordError::from)?;
+    Ok(Some(Reconciliation {
         kind,
         file,
         added,
@@ -214,7 +297,7 @@ pub fn reconcile_reader<R: Read>(
         unchanged,
         ledger_size,
         seq: appended.seq,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -302,5 +385,87 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r2.missing, ["M2"]);
+    }
+
+    struct Only {
+        refuse: &'static str,
+        seen: Vec<String>,
+        compared: Option<u64>,
+    }
+
+    impl ReconcileGuard for Only {
+        type Error = RecordError;
+
+        fn check(&mut self, _: &Connection, subject: &str) -> Result<bool, RecordError> {
+            self.seen.push(subject.to_owned());
+            Ok(subject != self.refuse)
+        }
+
+        fn allowed(&mut self, _: &mut WriteTx<'_>, compared: u64) -> Result<(), RecordError> {
+            self.compared = Some(compared);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn guarded_reconcile_asks_about_every_compared_record_and_refusal_appends_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::init(
+            &dir.path().join("d"),
+            "test.example/ledger",
+            Actor::cli("a"),
+        )
+        .unwrap();
+        let p = dir.path().join("m.csv");
+        std::fs::write(&p, "member_id,name\nM1,a\nM2,b\nM3,c\n").unwrap();
+        import(
+            &mut l,
+            RecordKind::Member,
+            &p,
+            ImportOptions::default(),
+            &Actor::cli("u"),
+            &mut |_| {},
+        )
+        .unwrap();
+        let snap = dir.path().join("snap.csv");
+        std::fs::write(&snap, "member_id,name\nM1,a\nM3,x\nM4,d\n").unwrap();
+        let run = |l: &mut Ledger, g: &mut Only| {
+            reconcile_guarded(
+                l,
+                RecordKind::Member,
+                &snap,
+                ImportOptions::default(),
+                &Actor::cli("o"),
+                g,
+                &mut |_| {},
+            )
+        };
+        let mut g = Only {
+            refuse: "none",
+            seen: Vec::new(),
+            compared: None,
+        };
+        let r = run(&mut l, &mut g).unwrap().unwrap();
+        // M4 is only in the file: nothing of the projection is read for it.
+        assert_eq!(g.seen, ["member/M1", "member/M3", "member/M2"]);
+        assert_eq!(g.compared, Some(3));
+        assert_eq!((r.added.len(), r.missing.len(), r.changed.len()), (1, 1, 1));
+
+        let size = l.size().unwrap();
+        let mut g = Only {
+            refuse: "member/M2",
+            seen: Vec::new(),
+            compared: None,
+        };
+        assert!(run(&mut l, &mut g).unwrap().is_none());
+        assert_eq!(g.compared, None);
+        assert_eq!(l.size().unwrap(), size);
+        // The temporary table went with the refused read transaction.
+        let mut g = Only {
+            refuse: "none",
+            seen: Vec::new(),
+            compared: None,
+        };
+        assert!(run(&mut l, &mut g).unwrap().is_some());
     }
 }
