@@ -17,8 +17,11 @@
 //! - [`demo`]: the main job on a synthetic organisation, in one call.
 //! - [`synth`]: a deterministic generator of realistic party records with injected defects
 //!   and the findings they must produce.
+//! - [`checks`]: consistency checks on the party-records projection (rule catalogue,
+//!   settings from `policies/checks.toml`, findings). It only reads.
 
 pub mod audit;
+pub mod checks;
 pub mod demo;
 pub mod ledger;
 pub mod policy;

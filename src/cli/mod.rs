@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod check;
 mod demo;
 mod ledger;
 mod policy;
@@ -66,6 +67,8 @@ pub enum Command {
     Record(records::RecordCommand),
     /// Write a deterministic synthetic organisation as import files.
     Synth(synth::SynthArgs),
+    /// Run the consistency checks on the party records; exit 1 on findings at or above --fail-on.
+    Check(check::CheckArgs),
     /// Access policy: validate a policy set, run its test cases.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -147,6 +150,7 @@ fn run(cli: Cli) -> CmdResult {
         Command::Reconcile(a) => records::reconcile(&data, a),
         Command::Record(c) => records::record(&data, c),
         Command::Synth(a) => synth::synth(a),
+        Command::Check(a) => check::check(&data, a),
         Command::Policy(a) => policy::policy(a),
         Command::Access(a) => policy::access(&data, a),
         Command::Audit(a) => policy::audit(&data, a),
