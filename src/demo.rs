@@ -240,13 +240,20 @@ pub fn run(opts: &DemoOptions) -> Result<DemoSummary, DemoError> {
     let vkey_file = dir.join("verifier.vkey");
     std::fs::write(&vkey_file, format!("{vkey}\n")).map_err(io(&vkey_file))?;
 
-    // 5. The report: the access month up to today, records judged at the synthetic date.
-    let month_period = Period::month(ACCESS_MONTH.0, ACCESS_MONTH.1).ok_or(DemoError::Dates)?;
-    let to = opts.today.max(month_period.to);
-    let period = Period::range(month_period.from, to)?;
+    // 5. The report: the twelve months of synthetic records (the checks' window) up to
+    //    today, so that it holds the access month and the import; records judged at the
+    //    synthetic date, the previous twelve months at their end.
+    let months = chrono::Months::new(12);
+    let start = as_of.checked_sub_months(months).ok_or(DemoError::Dates)?;
+    let month_end = Period::month(ACCESS_MONTH.0, ACCESS_MONTH.1)
+        .ok_or(DemoError::Dates)?
+        .to;
+    let to = opts.today.max(month_end);
+    let period = Period::range(start, to)?;
     let mut ro = ReportOptions::new(period, to)?.with_as_of(as_of)?;
-    ro.previous = month_period.previous().ok_or(DemoError::Dates)?;
-    ro.previous_as_of = month_period.from;
+    let before = start.checked_sub_months(months).ok_or(DemoError::Dates)?;
+    ro.previous = Period::range(before, start.pred_opt().ok_or(DemoError::Dates)?)?;
+    ro.previous_as_of = start;
     ro.lang = opts.lang;
     ro.issued_by = actor.user.clone();
     let issued = report::issue(&mut ledger, &ro, DocFormat::Html)?;

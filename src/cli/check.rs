@@ -180,7 +180,10 @@ fn findings_document(r: &Report) -> Value {
 fn by_severity(r: &Report) -> BTreeMap<&'static str, usize> {
     let mut m = BTreeMap::new();
     for s in [Severity::Error, Severity::Warning, Severity::Info] {
-        m.insert(s.as_str(), r.findings.iter().filter(|f| f.severity == s).count());
+        m.insert(
+            s.as_str(),
+            r.findings.iter().filter(|f| f.severity == s).count(),
+        );
     }
     m
 }
@@ -237,12 +240,21 @@ fn diff(
     )
 }
 
-fn print_summary(r: &Report, new: &[Value], resolved: &[Value], had_previous: bool, seq: Option<u64>) {
+fn print_summary(
+    r: &Report,
+    new: &[Value],
+    resolved: &[Value],
+    had_previous: bool,
+    seq: Option<u64>,
+) {
     println!(
         "checks as of {} (window from {}{}): {} findings",
         r.as_of,
         r.window_start,
-        r.org.as_deref().map(|o| format!(", org {o}")).unwrap_or_default(),
+        r.org
+            .as_deref()
+            .map(|o| format!(", org {o}"))
+            .unwrap_or_default(),
         r.findings.len()
     );
     if !r.findings.is_empty() {

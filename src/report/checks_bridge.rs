@@ -6,32 +6,39 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
-/// Settings of the consistency checks (stand-in until `crate::checks` is available).
-#[derive(Debug, Clone, Default)]
-pub struct CheckConfig;
-
-impl CheckConfig {
-    /// The embedded settings.
-    pub fn embedded() -> CheckConfig {
-        CheckConfig
-    }
-}
+pub use crate::checks::CheckConfig;
+use crate::checks::{self, CheckOptions};
 
 /// A finding of the checks: rule, severity, subject, message, values.
 pub type RawFinding = (String, &'static str, String, String, serde_json::Value);
 
 /// Runs the checks judged on `as_of` over the window from `since`, for `org` and below.
 pub fn run(
-    _conn: &Connection,
-    _cfg: &CheckConfig,
-    _as_of: NaiveDate,
-    _since: NaiveDate,
-    _org: Option<&str>,
+    conn: &Connection,
+    cfg: &CheckConfig,
+    as_of: NaiveDate,
+    since: NaiveDate,
+    org: Option<&str>,
 ) -> Result<Vec<RawFinding>, String> {
-    Ok(Vec::new())
+    let mut o = CheckOptions::new(as_of);
+    o.since = Some(since);
+    o.org = org.map(str::to_owned);
+    let r = checks::run_checks(conn, cfg, &o).map_err(|e| e.to_string())?;
+    Ok(r.findings
+        .into_iter()
+        .map(|f| (f.rule, f.severity.as_str(), f.subject, f.message, f.values))
+        .collect())
 }
 
-/// Rule id → (Chinese, English) description.
-pub fn descriptions() -> HashMap<String, (String, String)> {
-    HashMap::new()
+/// Rule id → (Chinese, English) description, from the catalogue of `cfg`.
+pub fn descriptions(cfg: &CheckConfig) -> HashMap<String, (String, String)> {
+    checks::catalogue_with(cfg)
+        .into_iter()
+        .map(|r| {
+            (
+                r.id.to_owned(),
+                (r.description_zh.to_owned(), r.description_en.to_owned()),
+            )
+        })
+        .collect()
 }

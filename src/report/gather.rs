@@ -20,16 +20,17 @@ use super::model::{
     PreviousReport, Quality, RecordFinding, Report, RuleTrend, Severities, VerifyFailure,
     VerifySummary, FORMAT, RENDERER,
 };
-use super::period::{format_ts, parse_utc, shanghai_day, Period};
+use super::period::{self, format_ts, parse_utc, shanghai_day, Period};
 use super::{ReportError, ISSUE_KIND};
 use crate::audit::{self, AccessConfig, AuditOptions};
 use crate::ledger::entry::{hex_hash, Entry};
-use crate::ledger::store::LogFilter;
+use crate::ledger::store::{LedgerError, LogFilter};
 use crate::ledger::verify::{self, VerifyOptions};
 use crate::ledger::Ledger;
 use crate::policy::record::{DECISION_KIND, MAX_CLOCK_SKEW};
 use crate::records::mask::mask_json_in_place;
 use crate::records::projection::record_family;
+use crate::records::replay::Replay;
 
 /// What to report on.
 #[derive(Debug, Clone)]
@@ -224,8 +225,9 @@ pub fn gather(
     let integrity = integrity(ledger, opts, size, root, entries_in_period)?;
     audit_access(ledger, opts, &index, &mut access)?;
     let now = run_checks(conn, opts, opts.as_of, opts.period.from)?;
-    let before = run_checks(conn, opts, opts.previous_as_of, opts.previous.from)?;
-    let quality = quality(opts, &index, now.clone(), before);
+    let (before, previous_entries) = previous_findings(ledger, opts, size)?;
+    let mut quality = quality(opts, &index, now.clone(), before);
+    quality.previous_entries = previous_entries;
     let org_life = org_life(conn, opts, &index, &now)?;
     let dues = dues(&index, &now);
     Ok(Report {
@@ -577,13 +579,50 @@ fn run_checks(
         .collect())
 }
 
+/// The checks at the end of the previous period on the records as the ledger knew them
+/// then: the record entries appended before `previous_as_of` (Asia/Shanghai), replayed into
+/// a scratch projection. Returns the findings and the number of entries replayed.
+fn previous_findings(
+    ledger: &Ledger,
+    opts: &ReportOptions,
+    size: u64,
+) -> Result<(Vec<Finding>, u64), ReportError> {
+    let cutoff = period::day_start_utc(opts.previous_as_of) - Duration::milliseconds(1);
+    let filter = LogFilter {
+        until: Some(format_ts(cutoff)),
+        to_seq: size.checked_sub(1),
+        ..Default::default()
+    };
+    let mut replay = Replay::new_in(ledger.dir())?;
+    let mut entries = 0u64;
+    ledger.query(&filter, |e| {
+        entries += 1;
+        replay
+            .apply(&e)
+            .map_err(|err| LedgerError::Damaged(format!("entry {} does not replay: {err}", e.seq)))
+    })?;
+    if let Some(org) = &opts.org {
+        // The org did not exist yet: nothing of it to judge.
+        let known: bool = replay.conn().query_row(
+            "SELECT EXISTS(SELECT 1 FROM org WHERE org_id = ?1)",
+            [org],
+            |r| r.get(0),
+        )?;
+        if !known {
+            return Ok((Vec::new(), entries));
+        }
+    }
+    let found = run_checks(replay.conn(), opts, opts.previous_as_of, opts.previous.from)?;
+    Ok((found, entries))
+}
+
 fn quality(
     opts: &ReportOptions,
     index: &Index,
     now: Vec<Finding>,
     before: Vec<Finding>,
 ) -> Quality {
-    let catalogue = checks_bridge::descriptions();
+    let catalogue = checks_bridge::descriptions(&opts.checks);
     let mut totals = Severities::default();
     let mut previous_totals = Severities::default();
     let mut rules: BTreeMap<String, (String, u64, u64)> = BTreeMap::new();
@@ -676,6 +715,7 @@ fn quality(
     Quality {
         as_of: opts.as_of.to_string(),
         previous_as_of: opts.previous_as_of.to_string(),
+        previous_entries: 0,
         totals,
         previous_totals,
         new: keys_now.difference(&keys_before).count() as u64,

@@ -775,18 +775,20 @@ fn quality(o: &mut Out, r: &Report) {
     o.section(3);
     o.para(&match lang {
         Lang::Zh => format!(
-            "一致性检查于 {} 评判（上一期于 {} 评判）。本期：{}；上一期：{}。新增 {} 项，已纠正 {} 项。",
+            "一致性检查于 {} 评判；上一期于 {} 评判，依据台账当时已有的 {} 个条目重建的记录。本期：{}；上一期：{}。新增 {} 项，已纠正 {} 项。",
             q.as_of,
             q.previous_as_of,
+            q.previous_entries,
             sev_line(lang, &q.totals),
             sev_line(lang, &q.previous_totals),
             q.new,
             q.resolved
         ),
         Lang::En => format!(
-            "Consistency checks judged as of {} (previous period as of {}). Now: {}; previous: {}. {} new, {} resolved.",
+            "Consistency checks judged as of {}; the previous period as of {}, on the records as the ledger held them then (rebuilt from {} entries). Now: {}; previous: {}. {} new, {} resolved.",
             q.as_of,
             q.previous_as_of,
+            q.previous_entries,
             sev_line(lang, &q.totals),
             sev_line(lang, &q.previous_totals),
             q.new,

@@ -357,6 +357,9 @@ pub struct Quality {
     pub as_of: String,
     /// The day the previous run was judged on (the end of the previous period).
     pub previous_as_of: String,
+    /// The previous run judged the records as the ledger knew them on `previous_as_of`:
+    /// rebuilt from this many entries (those appended before that day).
+    pub previous_entries: u64,
     pub totals: Severities,
     pub previous_totals: Severities,
     /// Findings (rule, subject) present now and not at the end of the previous period.

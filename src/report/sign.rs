@@ -454,6 +454,7 @@ pub(crate) mod tests {
             quality: Quality {
                 as_of: "2026-10-01".into(),
                 previous_as_of: "2026-07-01".into(),
+                previous_entries: 9,
                 totals: Severities {
                     error: 1,
                     warning: 0,
