@@ -504,3 +504,43 @@ fn demo_runs_end_to_end() {
     assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
     assert!(stderr(&again).contains("not empty"));
 }
+
+#[test]
+fn previous_period_is_judged_on_the_records_the_ledger_held_then() {
+    use djaudit::report::{self, DocFormat, Period, ReportOptions};
+    let t = TestDir::new();
+    small_org(&t);
+    let mut ledger = djaudit::ledger::Ledger::open(&t.data()).unwrap();
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    let tomorrow = today.succ_opt().unwrap();
+    let q3 = Period::parse("2026-Q3").unwrap();
+
+    // Judged before any entry existed: nothing to judge then, everything is new now.
+    let mut opts = ReportOptions::new(q3.clone(), today).unwrap();
+    opts.previous = q3.clone();
+    opts.previous_as_of = chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+    let r = report::issue(&mut ledger, &opts, DocFormat::Json)
+        .unwrap()
+        .report;
+    assert_eq!(r.quality.previous_entries, 0);
+    assert_eq!(r.quality.previous_totals.total(), 0);
+    assert_eq!(r.quality.new, r.quality.totals.total());
+    assert!(r.quality.totals.total() >= 3, "{:?}", r.quality.totals);
+
+    // Both judged tomorrow, the previous on the replayed ledger: the same records, the
+    // same findings.
+    let range = Period::range(q3.from, today).unwrap();
+    let mut opts = ReportOptions::new(range.clone(), today)
+        .unwrap()
+        .with_as_of(tomorrow)
+        .unwrap();
+    opts.previous = range;
+    opts.previous_as_of = tomorrow;
+    let r = report::issue(&mut ledger, &opts, DocFormat::Json)
+        .unwrap()
+        .report;
+    assert_eq!(r.quality.previous_entries, r.integrity.size);
+    assert_eq!(r.quality.previous_totals, r.quality.totals);
+    assert_eq!((r.quality.new, r.quality.resolved), (0, 0));
+    assert!(r.quality.by_rule.iter().all(|t| t.count == t.previous));
+}

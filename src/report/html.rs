@@ -40,7 +40,7 @@ h1{font-size:1.6rem;margin:.2em 0 .1em}
 .sub{color:var(--muted);margin:0 0 12px}
 h2{font-size:1.25rem;border-bottom:2px solid var(--accent);padding-bottom:3px;margin:2.2em 0 .6em}
 h3{font-size:1.05rem;margin:1.4em 0 .4em}
-p{margin:.4em 0}
+p{margin:.4em 0;overflow-wrap:anywhere}
 dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:8px 0;font-size:.92rem}
 dl.meta dt{color:var(--muted)}
 dl.meta dd{margin:0;word-break:break-all}
