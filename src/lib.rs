@@ -14,6 +14,9 @@
 //!   reading member data, dormant accounts).
 //! - [`daemon`]: `djaudit serve`: the HTTP/JSON API, bearer tokens, the single writer with
 //!   group commit, scheduled scans and metrics.
+//! - [`report`]: signed compliance reports (HTML, Markdown, JSON) computed at a checkpoint,
+//!   and their verification.
+//! - [`demo`]: the main job on a synthetic organisation, in one call.
 //! - [`synth`]: a deterministic generator of realistic party records with injected defects
 //!   and the findings they must produce.
 //! - [`checks`]: consistency checks on the party-records projection (rule catalogue,
@@ -22,7 +25,9 @@
 pub mod audit;
 pub mod checks;
 pub mod daemon;
+pub mod demo;
 pub mod ledger;
 pub mod policy;
 pub mod records;
+pub mod report;
 pub mod synth;

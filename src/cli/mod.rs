@@ -10,9 +10,11 @@ use clap::{Parser, Subcommand};
 
 mod check;
 mod daemon;
+mod demo;
 mod ledger;
 mod policy;
 mod records;
+mod report;
 mod synth;
 mod user;
 
@@ -88,6 +90,11 @@ pub enum Command {
     /// Daemon configuration.
     #[command(subcommand)]
     Config(daemon::ConfigCommand),
+    /// Issue a signed compliance report of a period; `report verify FILE` checks one.
+    Report(report::ReportArgs),
+    /// The main job on a synthetic organisation: import, access log, checks, audit,
+    /// verification and a signed report, in one command.
+    Demo(demo::DemoArgs),
 }
 
 /// A failed command: what to print and the exit code.
@@ -160,6 +167,8 @@ fn run(cli: Cli) -> CmdResult {
         Command::Serve(a) => daemon::serve(&data, a),
         Command::Token(c) => daemon::token(&data, c),
         Command::Config(c) => daemon::config(c),
+        Command::Report(a) => report::report(&data, a),
+        Command::Demo(a) => demo::demo(a),
     }
 }
 

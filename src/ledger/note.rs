@@ -244,8 +244,9 @@ impl VerifierKey {
         &self.public
     }
 
-    /// Whether `signature` is this key's signature of `message`.
-    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+    /// Whether `signature` is this key's Ed25519 signature of `message` (a signature made
+    /// by [`Signer::sign_bytes`]).
+    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         signature.len() == ED25519_SIGNATURE_LEN
             && UnparsedPublicKey::new(&ED25519, &self.public)
                 .verify(message, signature)
@@ -320,6 +321,14 @@ impl Signer {
     /// The verifier key that checks this signer's notes.
     pub fn verifier_key(&self) -> VerifierKey {
         self.verifier.clone()
+    }
+
+    /// The Ed25519 signature of `message` (64 bytes), for documents that are not notes
+    /// (signed reports). Such documents must never be a valid note text (a note text ends
+    /// with a newline; a canonical JSON document ends with `}`), so that a signature made
+    /// for one can never pass as the other.
+    pub fn sign_bytes(&self, message: &[u8]) -> Vec<u8> {
+        self.key_pair.sign(message).as_ref().to_vec()
     }
 
     /// Signs `text` and returns the whole note: the text, a blank line and one signature

@@ -92,6 +92,12 @@ impl Replay {
         })
     }
 
+    /// The scratch projection as rebuilt so far (inside the replay's open transaction), for
+    /// reading it: the projection as it was at an earlier point of the ledger.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Record entries applied so far.
     pub fn applied(&self) -> u64 {
         self.applied
