@@ -166,7 +166,13 @@ fn gbk_members_file_imports_like_its_utf8_reencoding() {
         assert!(summary.contains(encoding), "{summary}");
         assert!(summary.contains("30 rows: 30 created"), "{summary}");
         let out = t.path().join("members-export.csv");
-        let o = t.run(&["record", "export", "members", "--out", out.to_str().unwrap()]);
+        let o = t.run(&[
+            "record",
+            "export",
+            "members",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         exports.push((
             member_rows(t),
