@@ -1,7 +1,7 @@
 //! Deterministic generator of a realistic party organisation (a power-supply company's party
 //! committee, its general branches and branches, members, dues, meetings, transfers and
-//! users) written as the import files of CONTRACT part A, with an optional rate of injected
-//! data defects and `expected_findings.json`: every finding the checks of CONTRACT part C
+//! users) written as the import files of docs/IMPORT.md, with an optional rate of injected
+//! data defects and `expected_findings.json`: every finding the checks of docs/RULES.md
 //! must report on the data at `as_of` (none when no defect is injected).
 //!
 //! The same options give byte-identical files: one ChaCha8 stream seeded from the seed, no

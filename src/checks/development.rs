@@ -103,7 +103,7 @@ impl Params {
 }
 
 /// End of probation: admission date + (probation + extension) months, the day clamped to
-/// the month's end (CONTRACT C). `None` without an admission date or a set in force.
+/// the month's end (docs/RULES.md). `None` without an admission date or a set in force.
 fn probation_end(m: &MemberRec, months: &Dated<u32>) -> Option<NaiveDate> {
     let admission = m.admission_date?;
     let base = *months.at(admission)?;

@@ -180,7 +180,7 @@ pub(crate) struct MemberRec {
 }
 
 /// Whether someone with this full date and category was a full member on `date`
-/// (CONTRACT C: full_date present and ≤ date, or full_date absent and category full).
+/// (docs/RULES.md: full_date present and ≤ date, or full_date absent and category full).
 pub(crate) fn full_on(
     full_date: Option<NaiveDate>,
     category: Option<Category>,

@@ -1,4 +1,4 @@
-//! Consistency checks on the party-records projection (DESIGN §7, CONTRACT C): the rule
+//! Consistency checks on the party-records projection (DESIGN §7, docs/RULES.md): the rule
 //! catalogue, its settings, and the engine that streams the projection tables and returns
 //! findings.
 //!
@@ -550,7 +550,7 @@ mod tests {
         }
     }
 
-    /// The contract's catalogue (CONTRACT C) with default severities: ids are shared with the
+    /// The contract's catalogue (docs/RULES.md) with default severities: ids are shared with the
     /// synthetic data generator and must not change.
     #[test]
     fn catalogue_matches_contract_ids_and_severities() {

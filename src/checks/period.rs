@@ -1,5 +1,5 @@
 //! Calendar arithmetic for the checks: months, quarters and years, the check window, and
-//! the rule that decides whether a calendar period is judged (DESIGN §7, CONTRACT C).
+//! the rule that decides whether a calendar period is judged (DESIGN §7, docs/RULES.md).
 //!
 //! It reads no data and knows no rules; it must stay free of any policy number.
 

@@ -32,7 +32,7 @@ use super::parse::ImportError;
 use crate::ledger::store::Appended;
 use crate::ledger::{Actor, LedgerError, NewEntry, WriteTx};
 
-/// The projection schema (the contract of CONTRACT part B).
+/// The projection schema (the contract of src/records/schema.sql).
 pub const SCHEMA_SQL: &str = include_str!("schema.sql");
 
 /// Errors of record work on a ledger: import, reconcile, history, export, replay.
@@ -548,7 +548,7 @@ pub fn remove(
 // ---------------------------------------------------------------------------------------
 // Export
 
-/// The CSV header of `kind`: its canonical English import columns (CONTRACT part A).
+/// The CSV header of `kind`: its canonical English import columns (docs/IMPORT.md).
 pub fn csv_header(kind: RecordKind) -> String {
     let names: Vec<&str> = kind
         .fields()

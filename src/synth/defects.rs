@@ -118,7 +118,7 @@ impl Gen {
     }
 
     /// Branch-local findings: organisation rules under both readings of "full member"
-    /// (by category, and by CONTRACT part C's date definition) — a disagreement is reported
+    /// (by category, and by docs/RULES.md's date definition) — a disagreement is reported
     /// as `ambiguous` — and the introducer rules of every member of the branch.
     pub(crate) fn local_findings(&self, ms: &[Member], ctx: &BranchCtx) -> BTreeSet<Finding> {
         let as_of = self.cal.as_of;

@@ -183,7 +183,7 @@ impl Member {
         add_months(self.admission, 12 + self.ext.unwrap_or(0) as i32)
     }
 
-    /// Full member on `d` as CONTRACT part C defines it.
+    /// Full member on `d` as docs/RULES.md defines it.
     pub(crate) fn full_on(&self, d: NaiveDate) -> bool {
         match self.full_date {
             Some(f) => f <= d,
@@ -215,7 +215,7 @@ impl Member {
     }
 }
 
-/// Dues amount in fen for a base and employment (dues regulation 2008, CONTRACT part C).
+/// Dues amount in fen for a base and employment (dues regulation 2008, docs/RULES.md).
 pub(crate) fn dues_amount(employment: Employment, base: Option<i64>, farmer_fee: i64) -> i64 {
     let b = base.unwrap_or(0).max(0);
     let permille = match employment {

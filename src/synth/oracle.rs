@@ -1,4 +1,4 @@
-//! Test-only reference reading of CONTRACT part C over the generated CSV files, written
+//! Test-only reference reading of docs/RULES.md over the generated CSV files, written
 //! independently of the generator's bookkeeping: the generator's `expected_findings.json`
 //! must equal what this finds. Simple and slow on purpose; for small data sets only.
 
@@ -248,7 +248,7 @@ fn expected_amount(employment: &str, base: i64) -> Option<(i64, i64)> {
     Some((a, a))
 }
 
-/// Every finding of CONTRACT part C on `d` at `as_of` (window: 12 months).
+/// Every finding of docs/RULES.md on `d` at `as_of` (window: 12 months).
 pub(crate) fn check(d: &Data, as_of: NaiveDate) -> Findings {
     let mut out = Findings::new();
     let mut add = |rule: &str, subject: String| {

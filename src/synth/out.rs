@@ -1,5 +1,5 @@
 //! Output files of the generator: CSV writers (UTF-8, LF, canonical English headers of
-//! CONTRACT part A) and the `expected_findings.json` writer. It formats values only; it
+//! docs/IMPORT.md) and the `expected_findings.json` writer. It formats values only; it
 //! never decides what to write.
 
 use std::fs::File;
