@@ -415,7 +415,8 @@ impl Gen {
             }
             MemberDefect::IntroducerCount => {
                 let first = me.introducers.first()?.clone();
-                if me.introducers.len() != 2 {
+                // The introducer rules judge admissions from the 1982 Constitution on.
+                if me.introducers.len() != 2 || me.admission < rule_date(1982, 9, 6) {
                     return None;
                 }
                 upd.introducers = if self.chance(0.5) {
@@ -426,7 +427,7 @@ impl Gen {
                 vec![("development.introducers_count", subj)]
             }
             MemberDefect::IntroducerNotFull => {
-                if me.introducers.len() != 2 {
+                if me.introducers.len() != 2 || me.admission < rule_date(1982, 9, 6) {
                     return None;
                 }
                 let keep = me.introducers.first()?.clone();
@@ -441,7 +442,7 @@ impl Gen {
                 vec![("development.introducer_not_full", subj)]
             }
             MemberDefect::IntroducerUnknown => {
-                if me.introducers.len() != 2 {
+                if me.introducers.len() != 2 || me.admission < rule_date(1982, 9, 6) {
                     return None;
                 }
                 let keep = me.introducers.first()?.clone();
