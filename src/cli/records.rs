@@ -262,37 +262,41 @@ fn progress_bar(what: &str) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-pub fn import(data: &Path, a: ImportArgs) -> CmdResult {
-    let mut ledger = Ledger::open(data)?;
-    let access = access(&mut ledger, &a.who, "import")?;
-    let bar = progress_bar(&format!("importing {}", a.kind.plural()));
+/// Runs `f` with a progress callback that drives a bar on a terminal, then clears the bar.
+fn with_progress<T>(what: &str, f: impl FnOnce(&mut dyn FnMut(u64)) -> T) -> T {
+    let bar = progress_bar(what);
     let mut progress = |rows: u64| {
         if let Some(b) = &bar {
             b.set_position(rows);
         }
     };
-    let result = match access.enforcer(&ledger)? {
-        None => import::import(
-            &mut ledger,
-            a.kind,
-            &a.file,
-            a.read.options(),
-            access.actor(),
-            &mut progress,
-        )
-        .map(|value| Enforced::Allowed { value, seq: None })
-        .map_err(EnforceError::from),
-        Some(e) => e.import(
-            &mut ledger,
-            a.kind,
-            &a.file,
-            a.read.options(),
-            &mut progress,
-        ),
-    };
+    let out = f(&mut progress);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    out
+}
+
+pub fn import(data: &Path, a: ImportArgs) -> CmdResult {
+    let mut ledger = Ledger::open(data)?;
+    let access = access(&mut ledger, &a.who, "import")?;
+    let enforcer = access.enforcer(&ledger)?;
+    let result = with_progress(
+        &format!("importing {}", a.kind.plural()),
+        |progress| match enforcer {
+            None => import::import(
+                &mut ledger,
+                a.kind,
+                &a.file,
+                a.read.options(),
+                access.actor(),
+                progress,
+            )
+            .map(|value| Enforced::Allowed { value, seq: None })
+            .map_err(EnforceError::from),
+            Some(e) => e.import(&mut ledger, a.kind, &a.file, a.read.options(), progress),
+        },
+    );
     let summary = match result? {
         Enforced::Allowed { value, .. } => value,
         Enforced::Denied(d) => return denied(&mut ledger, &d, "nothing imported"),
@@ -332,34 +336,24 @@ fn import_line(s: &ImportSummary, checkpoint: Option<u64>) -> String {
 pub fn reconcile(data: &Path, a: ReconcileArgs) -> CmdResult {
     let mut ledger = Ledger::open(data)?;
     let access = access(&mut ledger, &a.who, "cli")?;
-    let bar = progress_bar(&format!("reconciling {}", a.kind.plural()));
-    let mut progress = |rows: u64| {
-        if let Some(b) = &bar {
-            b.set_position(rows);
-        }
-    };
-    let result = match access.enforcer(&ledger)? {
-        None => reconcile::reconcile(
-            &mut ledger,
-            a.kind,
-            &a.file,
-            a.read.options(),
-            access.actor(),
-            &mut progress,
-        )
-        .map(|value| Enforced::Allowed { value, seq: None })
-        .map_err(EnforceError::from),
-        Some(e) => e.reconcile(
-            &mut ledger,
-            a.kind,
-            &a.file,
-            a.read.options(),
-            &mut progress,
-        ),
-    };
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+    let enforcer = access.enforcer(&ledger)?;
+    let result =
+        with_progress(
+            &format!("reconciling {}", a.kind.plural()),
+            |progress| match enforcer {
+                None => reconcile::reconcile(
+                    &mut ledger,
+                    a.kind,
+                    &a.file,
+                    a.read.options(),
+                    access.actor(),
+                    progress,
+                )
+                .map(|value| Enforced::Allowed { value, seq: None })
+                .map_err(EnforceError::from),
+                Some(e) => e.reconcile(&mut ledger, a.kind, &a.file, a.read.options(), progress),
+            },
+        );
     let r = match result? {
         Enforced::Allowed { value, .. } => value,
         Enforced::Denied(d) => return denied(&mut ledger, &d, "nothing compared"),
