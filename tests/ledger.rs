@@ -103,6 +103,32 @@ fn fail_one_changed_byte_is_found_at_its_seq() {
     );
 }
 
+/// Bytes that hash right but are not canonical, or not text at all, are named as such.
+#[test]
+fn fail_non_canonical_and_non_utf8_entries_are_found() {
+    let t = ledger_with(6);
+    let c = t.db();
+    drop_triggers(&c);
+    let set = |seq: u64, body: &[u8]| {
+        c.execute(
+            "UPDATE entry SET body = CAST(?1 AS TEXT), leaf_hash = ?2 WHERE seq = ?3",
+            rusqlite::params![body, merkle::leaf_hash(body).to_vec(), seq],
+        )
+        .unwrap();
+    };
+    let body: String = c
+        .query_row("SELECT body FROM entry WHERE seq = 3", [], |r| r.get(0))
+        .unwrap();
+    set(3, body.replace("\"kind\":", "\"kind\" :").as_bytes());
+    let out = verify_fails_at(&t, &[], 3);
+    assert!(out.contains("(canonical)"), "{out}");
+    let mut bytes = body.into_bytes();
+    bytes.insert(1, 0xff);
+    set(2, &bytes);
+    let out = verify_fails_at(&t, &[], 2);
+    assert!(out.contains("(parse)"), "{out}");
+}
+
 #[test]
 fn fail_deleted_entry_is_found() {
     let t = ledger_with(8);

@@ -393,12 +393,13 @@ pub fn verify(data: &Path, a: VerifyArgs) -> CmdResult {
         Some(r) => r.apply(e).map_err(|err| err.to_string()),
         None => Ok(()),
     };
+    // Without replay no observer: verification then reads entries in place (its fast path).
     let report = verify::verify(
         &ledger,
         VerifyOptions {
             checkpoint: checkpoint.as_deref(),
             vkey: vkey.as_ref(),
-            observer: Some(&mut observer),
+            observer: if a.replay { Some(&mut observer) } else { None },
         },
     )?;
     let mut replay_diff = None;

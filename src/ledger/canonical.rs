@@ -348,6 +348,272 @@ fn write_ecmascript(f: f64, out: &mut String) {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Checker: whether bytes are canonical, in one pass and without building a value. The
+// verify path runs it over every entry; [`is_canonical`] stays the reference it is tested
+// against.
+
+/// Nesting deeper than this is refused (serde_json's own limit when parsing).
+const MAX_DEPTH: usize = 128;
+
+/// Whether `bytes` are exactly one JSON value in canonical form, checked in one pass without
+/// building the value. Agrees with [`is_canonical`] (up to the nesting limit of 128) and is
+/// several times faster.
+pub fn check_canonical(bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    let mut c = Checker::new(text);
+    c.value(0) && c.at == bytes.len()
+}
+
+/// Checks that `text` is a canonical JSON object and calls `member` with the raw text of
+/// each member name (between the quotes, escapes as written) and of its value, in order.
+/// `false` when the text is not canonical or not an object, or when `member` returns
+/// `false`.
+pub fn check_canonical_object<'a>(
+    text: &'a str,
+    mut member: impl FnMut(&'a str, &'a str) -> bool,
+) -> bool {
+    let mut c = Checker::new(text);
+    c.object(0, &mut member) && c.at == text.len()
+}
+
+struct Checker<'a> {
+    /// The text (UTF-8 by type, so only structure is checked here) and its bytes.
+    s: &'a str,
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Checker<'a> {
+    fn new(s: &'a str) -> Self {
+        let b = s.as_bytes();
+        // Canonical text has no whitespace and escapes every control character, so no byte
+        // below 0x20 appears anywhere. Checked in one pass that the compiler vectorises;
+        // `string` then only looks for quotes and backslashes. A failing text is given no
+        // bytes to check, so it fails at once.
+        let clean = b.iter().fold(true, |ok, &c| ok & (c >= 0x20));
+        Checker {
+            s,
+            b: if clean { b } else { &[] },
+            at: 0,
+        }
+    }
+
+    /// The text between two positions that sit next to ASCII structure.
+    fn slice(&self, start: usize, end: usize) -> Option<&'a str> {
+        self.s.get(start..end)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> bool {
+        if self.b[self.at..].starts_with(word) {
+            self.at += word.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> bool {
+        match self.peek() {
+            Some(b'{') => self.object(depth, &mut |_, _| true),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => self.string().is_some(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => false,
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> bool {
+        if depth >= MAX_DEPTH || !self.eat(b'[') {
+            return false;
+        }
+        if self.eat(b']') {
+            return true;
+        }
+        loop {
+            if !self.value(depth + 1) {
+                return false;
+            }
+            if self.eat(b']') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize, member: &mut dyn FnMut(&'a str, &'a str) -> bool) -> bool {
+        if depth >= MAX_DEPTH || !self.eat(b'{') {
+            return false;
+        }
+        if self.eat(b'}') {
+            return true;
+        }
+        let mut last: Option<(&'a str, bool)> = None;
+        loop {
+            let Some((key, escaped)) = self.string() else {
+                return false;
+            };
+            // Names strictly increasing: sorted, and no name twice.
+            if let Some((prev, prev_escaped)) = last {
+                if !names_ascending(prev, prev_escaped, key, escaped) {
+                    return false;
+                }
+            }
+            last = Some((key, escaped));
+            if !self.eat(b':') {
+                return false;
+            }
+            let start = self.at;
+            if !self.value(depth + 1) {
+                return false;
+            }
+            match self.slice(start, self.at) {
+                Some(value) if member(key, value) => {}
+                _ => return false,
+            }
+            if self.eat(b'}') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
+
+    /// A canonical string: returns its raw contents and whether they hold an escape.
+    fn string(&mut self) -> Option<(&'a str, bool)> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        let start = self.at;
+        let mut escaped = false;
+        loop {
+            // No control bytes are left (see `new`): the run ends at a quote or backslash.
+            self.at += memchr::memchr2(b'"', b'\\', self.b.get(self.at..)?)?;
+            let byte = *self.b.get(self.at)?;
+            match byte {
+                b'"' => {
+                    let raw = self.slice(start, self.at)?;
+                    self.at += 1;
+                    return Some((raw, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    let letter = *self.b.get(self.at + 1)?;
+                    if letter == b'u' {
+                        // Only control characters without a short form are written \u00xx,
+                        // with lowercase hex digits.
+                        let hex = self.b.get(self.at + 2..self.at + 6)?;
+                        let code = match hex {
+                            [b'0', b'0', hi @ (b'0' | b'1'), lo] => {
+                                (hi - b'0') * 16 + lower_hex_value(*lo)?
+                            }
+                            _ => return None,
+                        };
+                        if ESCAPES[usize::from(code)] != b'u' {
+                            return None;
+                        }
+                        self.at += 6;
+                    } else {
+                        // A short escape is canonical only for the byte that takes it.
+                        let wanted = match letter {
+                            b'b' => 0x08,
+                            b't' => 0x09,
+                            b'n' => 0x0a,
+                            b'f' => 0x0c,
+                            b'r' => 0x0d,
+                            b'"' => b'"',
+                            b'\\' => b'\\',
+                            _ => return None,
+                        };
+                        debug_assert_eq!(ESCAPES[usize::from(wanted)], letter);
+                        self.at += 2;
+                    }
+                }
+                // A control character, which must be escaped.
+                _ => return None,
+            }
+        }
+    }
+
+    fn number(&mut self) -> bool {
+        let start = self.at;
+        let negative = self.eat(b'-');
+        let digits_start = self.at;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.at += 1;
+        }
+        let integral = &self.b[digits_start..self.at];
+        if integral.is_empty() {
+            return false;
+        }
+        if !matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            // An integer: no leading zero, no "-0", within ±(2^53 − 1) (16 digits at most).
+            if (integral[0] == b'0' && (integral.len() > 1 || negative)) || integral.len() > 16 {
+                return false;
+            }
+            let n = integral
+                .iter()
+                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            return n <= MAX_SAFE_INTEGER;
+        }
+        // A fraction or exponent (rare in the ledger): read it as serde_json would and
+        // compare with how it is written.
+        while matches!(
+            self.peek(),
+            Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+        ) {
+            self.at += 1;
+        }
+        let text = &self.b[start..self.at];
+        let Ok(number) = serde_json::from_slice::<Number>(text) else {
+            return false;
+        };
+        let mut out = String::with_capacity(text.len());
+        write_number(&number, &mut out).is_ok() && out.as_bytes() == text
+    }
+}
+
+fn lower_hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Whether member name `a` sorts strictly before `b` (raw canonical string contents).
+fn names_ascending(a: &str, a_escaped: bool, b: &str, b_escaped: bool) -> bool {
+    if !a_escaped && !b_escaped {
+        return cmp_utf16(a, b) == Ordering::Less;
+    }
+    let decode = |raw: &str| -> Option<String> { serde_json::from_str(&format!("\"{raw}\"")).ok() };
+    match (decode(a), decode(b)) {
+        (Some(a), Some(b)) => cmp_utf16(&a, &b) == Ordering::Less,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -690,6 +956,7 @@ mod tests {
             "\"\\u001f\\n\"",
         ] {
             assert!(is_canonical(text.as_bytes()), "{text}");
+            assert!(check_canonical(text.as_bytes()), "{text}");
         }
     }
 
@@ -714,8 +981,73 @@ mod tests {
             "{\"a\":9007199254740993}",         // unsafe integer
         ] {
             assert!(!is_canonical(text.as_bytes()), "{text}");
+            assert!(!check_canonical(text.as_bytes()), "{text}");
         }
         assert!(!is_canonical(&[0x22, 0xff, 0x22])); // not UTF-8
+        assert!(!check_canonical(&[0x22, 0xff, 0x22]));
+    }
+
+    #[test]
+    fn fail_check_canonical_rejects_what_the_reference_rejects() {
+        for text in [
+            "-0",
+            "01",
+            "-",
+            "1.",
+            ".5",
+            "1e",
+            "+1",
+            "0.50",
+            "1.5e0",
+            "-0.0",
+            "[1 ]",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "[",
+            "]",
+            "tru",
+            "nul",
+            "\"abc",
+            "\"\\x\"",
+            "\"\\u00\"",
+            "\"\u{1}\"",
+            "\"\\u0061\"",
+            "\"\\u000A\"",
+            "\"\\u000a\"",
+            "{\"b\":1,\"a\\u001f\":1}",
+            "12345678901234567",
+            "9007199254740992",
+            "1e+400",
+        ] {
+            assert_eq!(
+                check_canonical(text.as_bytes()),
+                is_canonical(text.as_bytes()),
+                "{text}"
+            );
+            assert!(!check_canonical(text.as_bytes()), "{text}");
+        }
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(!check_canonical(deep.as_bytes()));
+        assert!(check_canonical(
+            b"{\"a\\u001f\":1,\"b\":[0.5,-1.5e-7,1e+21,-9007199254740991]}"
+        ));
+    }
+
+    #[test]
+    fn check_canonical_object_reports_members_in_order() {
+        let mut seen = Vec::new();
+        assert!(check_canonical_object(
+            "{\"a\":[1,{\"x\":2}],\"b\\n\":\"s\"}",
+            |k, v| {
+                seen.push((k, v));
+                true
+            }
+        ));
+        assert_eq!(seen, vec![("a", "[1,{\"x\":2}]"), ("b\\n", "\"s\"")]);
+        assert!(!check_canonical_object("[1]", |_, _| true));
+        assert!(!check_canonical_object("{\"a\":1}", |_, _| false));
+        assert!(!check_canonical_object("{\"b\":1,\"a\":1}", |_, _| true));
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {
@@ -746,8 +1078,24 @@ mod tests {
         fn canonical_form_is_a_fixed_point(v in arb_json()) {
             let text = canon(&v);
             prop_assert!(is_canonical(text.as_bytes()), "{}", text);
+            prop_assert!(check_canonical(text.as_bytes()), "{}", text);
             let back: Value = serde_json::from_str(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(canon(&back), text);
+        }
+
+        /// The one-pass checker agrees with the reference on canonical bytes changed at
+        /// one place: a byte replaced, inserted or removed.
+        #[test]
+        fn check_canonical_agrees_with_reference(v in arb_json(), at in any::<prop::sample::Index>(), byte in prop_oneof![Just(b' '), Just(b'"'), Just(b'\\'), Just(b','), Just(b'0'), Just(b'.'), Just(b'e'), Just(b'-'), Just(b'{'), Just(b']'), any::<u8>()], op in 0u8..3) {
+            let mut bytes = canon(&v).into_bytes();
+            let i = at.index(bytes.len() + 1);
+            match op {
+                0 if i < bytes.len() => bytes[i] = byte,
+                1 => bytes.insert(i, byte),
+                _ if i < bytes.len() => { bytes.remove(i); }
+                _ => {}
+            }
+            prop_assert_eq!(check_canonical(&bytes), is_canonical(&bytes), "{}", String::from_utf8_lossy(&bytes));
         }
 
         /// The allocation-free comparison equals comparing the UTF-16 encodings.

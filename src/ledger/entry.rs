@@ -201,6 +201,82 @@ pub fn write_canonical_entry(
     Ok(())
 }
 
+/// The fields verification needs of a stored entry, borrowed from its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryView<'a> {
+    pub seq: u64,
+    pub ts: &'a str,
+    pub kind: &'a str,
+    pub subject: &'a str,
+    pub prev: &'a str,
+}
+
+/// Reads an entry without building its data: `Some` only when `bytes` are canonical, have
+/// exactly the members of a format-v1 entry with the right types, and their `ts`, `kind`,
+/// `subject` and `prev` hold no escapes. `None` says nothing about what is wrong — the caller
+/// then parses the entry in full ([`Entry::parse`]) to find out; so this may refuse more
+/// than the full parse does, but never accepts what it would refuse.
+pub fn view_canonical(bytes: &[u8]) -> Option<EntryView<'_>> {
+    const NAMES: [&str; 8] = ["actor", "data", "kind", "prev", "seq", "subject", "ts", "v"];
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut values: [&str; 8] = [""; 8];
+    let mut n = 0;
+    let ok = canonical::check_canonical_object(text, |name, value| {
+        // Canonical member order is fixed, so the members must come exactly in this order.
+        let fits = NAMES.get(n) == Some(&name);
+        if fits {
+            values[n] = value;
+            n += 1;
+        }
+        fits
+    });
+    if !ok || n != NAMES.len() || values[7] != "1" || FORMAT_VERSION != 1 {
+        return None;
+    }
+    let [actor, _data, kind, prev, seq, subject, ts, _v] = values;
+    if !actor_shape(actor) {
+        return None;
+    }
+    Some(EntryView {
+        seq: plain_u64(seq)?,
+        ts: plain_string(ts)?,
+        kind: plain_string(kind)?,
+        subject: plain_string(subject)?,
+        prev: plain_string(prev)?,
+    })
+}
+
+/// Whether a canonical value is an actor: `user` and `via`, optionally `os_user` and
+/// `service`, all strings.
+fn actor_shape(value: &str) -> bool {
+    const NAMES: [&str; 4] = ["os_user", "service", "user", "via"];
+    let mut seen = [false; 4];
+    let ok = canonical::check_canonical_object(value, |name, v| {
+        match NAMES.iter().position(|n| *n == name) {
+            Some(i) if v.starts_with('"') => {
+                seen[i] = true;
+                true
+            }
+            _ => false,
+        }
+    });
+    ok && seen[2] && seen[3]
+}
+
+/// The contents of a canonical string value without escapes.
+fn plain_string(value: &str) -> Option<&str> {
+    let inner = value.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
+}
+
+/// A canonical non-negative integer value.
+fn plain_u64(value: &str) -> Option<u64> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
+}
+
 /// The RFC 6962 leaf hash of an entry's canonical bytes.
 pub fn leaf_hash(canonical_bytes: &[u8]) -> Hash {
     merkle::leaf_hash(canonical_bytes)
@@ -271,7 +347,18 @@ pub fn now_ts() -> String {
 
 /// Lowercase hex of a hash.
 pub fn hex_hash(h: &Hash) -> String {
-    hex::encode(h)
+    let mut out = [0u8; 64];
+    hex_hash_into(h, &mut out);
+    out.iter().copied().map(char::from).collect()
+}
+
+/// Writes the lowercase hex of a hash into `out` (no allocation; the verify path).
+pub fn hex_hash_into(h: &Hash, out: &mut [u8; 64]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, byte) in h.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(byte >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(byte & 0x0f)];
+    }
 }
 
 /// Parses 64 lowercase hex digits.
@@ -355,6 +442,89 @@ mod tests {
         let e = sample();
         let bytes = e.canonical_bytes().unwrap();
         assert_eq!(Entry::parse(&bytes).unwrap(), e);
+    }
+
+    #[test]
+    fn hex_of_hashes_is_lowercase_and_round_trips() {
+        let mut h = [0u8; 32];
+        for (i, b) in h.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37).wrapping_add(0xa5);
+        }
+        assert_eq!(hex_hash(&h), hex::encode(h));
+        assert_eq!(parse_hex_hash(&hex_hash(&h)), Some(h));
+    }
+
+    #[test]
+    fn view_reads_the_fields_of_canonical_entries() {
+        let e = sample();
+        let bytes = e.canonical_bytes().unwrap();
+        let view = view_canonical(&bytes).unwrap();
+        assert_eq!(
+            view,
+            EntryView {
+                seq: 42,
+                ts: &e.ts,
+                kind: &e.kind,
+                subject: &e.subject,
+                prev: &e.prev
+            }
+        );
+    }
+
+    /// Every way an entry can be other than a plain canonical v1 entry gives `None`, so that
+    /// verification falls back to the full parse.
+    #[test]
+    fn fail_view_refuses_what_is_not_a_plain_canonical_entry() {
+        let good = String::from_utf8(sample().canonical_bytes().unwrap()).unwrap();
+        let cases = [
+            good.replace(r#""v":1"#, r#""v":2"#),
+            good.replace(r#""seq":42"#, r#""seq":042"#),
+            good.replace(r#""seq":42"#, r#""seq":-42"#),
+            good.replace(r#""seq":42"#, r#""seq":"42""#),
+            good.replace(r#""kind":"member.update","#, ""),
+            good.replace(r#","v":1}"#, r#","v":1,"w":1}"#),
+            good.replace(
+                r#""subject":"member/M000123""#,
+                r#""subject":"member\nM000123""#,
+            ),
+            good.replace(r#""ts":"#, r#""ts" :"#),
+            good.replace(r#""os_user":"zhang","#, r#""os_user":null,"#),
+            good.replace(r#""os_user":"zhang","#, r#""extra":"zhang","#),
+            good.replace(r#","via":"cli""#, ""),
+            good.replace(
+                r#""kind":"member.update","prev""#,
+                r#""prev":"0","kind":"member.update","prev""#,
+            ),
+            good.replace('{', "[").replace('}', "]"),
+        ];
+        for text in cases {
+            assert_ne!(text, good);
+            assert_eq!(view_canonical(text.as_bytes()), None, "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the view accepts, the full parse accepts too and re-encodes to the same
+        /// bytes: the fast path of verification never passes an entry the slow path fails.
+        #[test]
+        fn view_accepts_only_what_the_full_parse_accepts(at in proptest::prelude::any::<proptest::sample::Index>(), byte in proptest::prelude::any::<u8>(), op in 0u8..3) {
+            let mut bytes = sample().canonical_bytes().unwrap();
+            let i = at.index(bytes.len());
+            match op {
+                0 => bytes[i] = byte,
+                1 => bytes.insert(i, byte),
+                _ => { bytes.remove(i); }
+            }
+            if let Some(view) = view_canonical(&bytes) {
+                let parsed = Entry::parse(&bytes).unwrap();
+                proptest::prop_assert_eq!(parsed.canonical_bytes().unwrap(), bytes.clone());
+                proptest::prop_assert_eq!(view.seq, parsed.seq);
+                proptest::prop_assert_eq!(view.ts, parsed.ts.as_str());
+                proptest::prop_assert_eq!(view.kind, parsed.kind.as_str());
+                proptest::prop_assert_eq!(view.subject, parsed.subject.as_str());
+                proptest::prop_assert_eq!(view.prev, parsed.prev.as_str());
+            }
+        }
     }
 
     #[test]
