@@ -729,6 +729,9 @@ pub struct WriteTx<'c> {
     buf: String,
     first: Option<u64>,
     count: u64,
+    /// Leaf hashes of the current bottom tile appended in this transaction; when it holds
+    /// the whole tile, its node is computed without reading the leaves back.
+    tile: Vec<Hash>,
 }
 
 /// What a committed write appended.
@@ -800,6 +803,7 @@ impl<'c> WriteTx<'c> {
             buf: String::with_capacity(1024),
             first: None,
             count: 0,
+            tile: Vec::with_capacity(1 << TILE_HEIGHT),
         })
     }
 
@@ -832,10 +836,14 @@ impl<'c> WriteTx<'c> {
             self.last_ts.push_str(now);
         }
         let seq = self.next_seq;
+        let mut prev_hex = [0u8; 64];
+        entry::hex_hash_into(&self.prev, &mut prev_hex);
         let prev = if seq == 0 {
-            ZERO_PREV.to_owned()
+            ZERO_PREV
         } else {
-            entry::hex_hash(&self.prev)
+            // Hex digits are ASCII.
+            std::str::from_utf8(&prev_hex)
+                .map_err(|_| LedgerError::Damaged("hex of the chain tail is not text".into()))?
         };
         self.buf.clear();
         entry::write_canonical_entry(
@@ -846,7 +854,7 @@ impl<'c> WriteTx<'c> {
             &e.actor,
             &e.subject,
             &e.data,
-            &prev,
+            prev,
         )?;
         let leaf = entry::leaf_hash(self.buf.as_bytes());
         {
@@ -864,8 +872,10 @@ impl<'c> WriteTx<'c> {
         }
         self.next_seq = seq + 1;
         self.prev = leaf;
+        self.tile.push(leaf);
         if self.next_seq % (1u64 << TILE_HEIGHT) == 0 {
             self.store_completed_nodes(self.next_seq)?;
+            self.tile.clear();
         }
         self.count += 1;
         self.first.get_or_insert(seq);
@@ -886,7 +896,10 @@ impl<'c> WriteTx<'c> {
             // The node's children are the 256 leaves or stored nodes one tile level down.
             let src = DbNodes(&self.tx);
             let below = level - TILE_HEIGHT;
-            let children = if below == 0 {
+            let children = if below == 0 && self.tile.len() as u64 == width {
+                // The whole tile was appended in this transaction.
+                self.tile.clone()
+            } else if below == 0 {
                 src.leaves(idx * width, size)?
             } else {
                 let w = 1u64 << below;
