@@ -3,6 +3,11 @@
 
 mod cli;
 
+/// mimalloc rather than the system allocator: during large imports SQLite's page cache
+/// fragments the glibc heap and every small allocation then pays for it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     cli::main()
 }

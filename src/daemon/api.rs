@@ -275,9 +275,10 @@ async fn authenticate(headers: &HeaderMap, state: &AppState) -> ApiResult<Caller
         .ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <token>`"))?
         .to_owned();
     let now = now_ts();
+    // One indexed point read: done on this worker rather than the blocking pool.
     let info = state
         .reads
-        .read(move |l| Ok(auth::authenticate(l.conn(), &token, &now)?))
+        .read_short(move |l| Ok(auth::authenticate(l.conn(), &token, &now)?))
         .await?
         .map_err(|f| ApiError::unauthorized(f.to_string()))?;
     match headers.get(ON_BEHALF_OF) {

@@ -116,6 +116,24 @@ impl ReadPool {
         }
     }
 
+    /// Runs a short read (a point query) at once on the calling thread when a connection is
+    /// idle, sparing the hand-off to the blocking pool; otherwise as [`ReadPool::read`].
+    pub async fn read_short<R, F>(self: &Arc<Self>, f: F) -> Result<R, LedgerError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Ledger) -> Result<R, LedgerError> + Send + 'static,
+    {
+        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+        match idle {
+            Some(l) => {
+                let r = f(&l);
+                self.give_back(l);
+                r
+            }
+            None => self.read(f).await,
+        }
+    }
+
     /// Runs `f` with a read connection on the blocking pool.
     pub async fn read<R, F>(self: &Arc<Self>, f: F) -> Result<R, LedgerError>
     where
@@ -171,6 +189,38 @@ fn prepare_database(ledger: &mut Ledger) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// How often the WAL checkpoint thread copies committed pages into the database.
+const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Starts the thread that checkpoints the WAL (`PASSIVE`: never blocks the writer or
+/// readers) on a connection of its own, until `stop` is set; a last checkpoint runs then.
+fn wal_checkpointer(
+    ledger: Ledger,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+    let checkpoint = move || {
+        if let Err(e) = ledger
+            .conn()
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    };
+    std::thread::Builder::new()
+        .name("djaudit-wal".into())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(WAL_CHECKPOINT_EVERY);
+                checkpoint();
+            }
+            checkpoint();
+        })
+        .map_err(|source| DaemonError::Io {
+            what: "starting the WAL checkpoint thread".into(),
+            source,
+        })
+}
+
 /// Installs the global tracing subscriber on stderr: human-readable or JSON lines, filtered
 /// by `RUST_LOG` (default `info`). A second call does nothing.
 pub fn init_logging(format: LogFormat) {
@@ -198,7 +248,7 @@ pub async fn run(
     scheduler::check_supported(&config)?;
     let policy_dir = config.policy_dir.clone();
     let dir = data.clone();
-    let (ledger, authorizer, signer, reads) = tokio::task::spawn_blocking(move || {
+    let (ledger, authorizer, signer, reads, wal) = tokio::task::spawn_blocking(move || {
         let mut ledger = Ledger::open(&dir)?;
         let signer = ledger.signer()?;
         prepare_database(&mut ledger)?;
@@ -214,11 +264,27 @@ pub async fn run(
         .map_err(|e| DaemonError::Internal(format!("recording the policy set: {e}")))?;
         let authorizer = Authorizer::new(policies, ledger.conn())?;
         let reads = ReadPool::open(&dir, READERS)?;
-        Ok::<_, DaemonError>((ledger, authorizer, signer, reads))
+        let wal = Ledger::open(&dir)?;
+        Ok::<_, DaemonError>((ledger, authorizer, signer, reads, wal))
     })
     .await
     .map_err(|e| DaemonError::Internal(format!("startup task failed: {e}")))??;
     let origin = ledger.origin().to_owned();
+    // WAL checkpoints run on their own thread and connection, so that the writer never
+    // stalls on copying the log into the database (and its fsync) between batches.
+    let wal_stop = Arc::new(AtomicBool::new(false));
+    let wal_thread = match wal_checkpointer(wal, wal_stop.clone()) {
+        Ok(t) => {
+            if let Err(e) = ledger.conn().pragma_update(None, "wal_autocheckpoint", 0) {
+                tracing::warn!(error = %e, "could not hand WAL checkpoints to their thread");
+            }
+            Some(t)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no WAL checkpoint thread; the writer checkpoints itself");
+            None
+        }
+    };
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_thread) = writer::spawn(
         ledger,
@@ -301,6 +367,10 @@ pub async fn run(
         }
     };
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    wal_stop.store(true, Ordering::SeqCst);
+    if let Some(t) = wal_thread {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
     tracing::info!("stopped");
     result
 }

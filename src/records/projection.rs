@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use rusqlite::{params_from_iter, Connection, ToSql};
-use serde_json::json;
+use serde_json::Value;
 use thiserror::Error;
 
 use super::model::{
@@ -447,6 +447,13 @@ pub fn create(
     create_unchecked(w, kind, &id, record.to_fields(), actor)
 }
 
+/// `{name: value}` without copying `value` (`json!` would serialise it into a new value).
+fn wrap(name: &str, value: Value) -> Value {
+    let mut map = serde_json::Map::with_capacity(1);
+    map.insert(name.to_owned(), value);
+    Value::Object(map)
+}
+
 /// [`create`] without the existence check, for callers that know the id is new (import of
 /// a file into an empty table) and fields that come from a validated record.
 pub(crate) fn create_unchecked(
@@ -460,7 +467,7 @@ pub(crate) fn create_unchecked(
         entry_kind(kind, Action::Create),
         &subject(kind, id),
         actor.clone(),
-        json!({ "record": fields_to_json(&fields) }),
+        wrap("record", fields_to_json(&fields)),
     )
     .map_err(LedgerError::from)?;
     let appended = w.append(e)?;
@@ -512,7 +519,7 @@ pub(crate) fn update_unchecked(
         entry_kind(kind, Action::Update),
         &subject(kind, id),
         actor.clone(),
-        json!({ "changes": changes_to_json(changes) }),
+        wrap("changes", changes_to_json(changes)),
     )
     .map_err(LedgerError::from)?;
     let appended = w.append(e)?;
@@ -537,7 +544,7 @@ pub fn remove(
         entry_kind(kind, Action::Remove),
         &subject(kind, id),
         actor.clone(),
-        json!({ "record": fields_to_json(&current.fields) }),
+        wrap("record", fields_to_json(&current.fields)),
     )
     .map_err(LedgerError::from)?;
     let appended = w.append(e)?;
@@ -630,6 +637,7 @@ mod tests {
     use super::*;
     use crate::ledger::Ledger;
     use crate::records::model::{fields_from_json, Change};
+    use serde_json::json;
 
     fn ledger() -> (tempfile::TempDir, Ledger) {
         let dir = tempfile::tempdir().unwrap();
