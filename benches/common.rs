@@ -3,6 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+/// The allocator the `djaudit` binary uses, so that benchmarks measure what it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs `f` once and returns its result and wall time.
 pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
