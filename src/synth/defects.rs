@@ -468,7 +468,11 @@ impl Gen {
             }
             MemberDefect::FullDateMismatch => {
                 let f = me.full_date?;
-                if me.category != Category::Full || f != me.probation_end() {
+                // The probation rules judge admissions from the 1982 Constitution on.
+                if me.category != Category::Full
+                    || f != me.probation_end()
+                    || me.admission < rule_date(1982, 9, 6)
+                {
                     return None;
                 }
                 let shift = self.range(1, 60) * if self.chance(0.5) { 1 } else { -1 };
@@ -483,6 +487,7 @@ impl Gen {
                 if me.status != Status::Active
                     || me.category != Category::Full
                     || me.full_date.is_none()
+                    || me.admission < rule_date(1982, 9, 6)
                 {
                     return None;
                 }
@@ -494,6 +499,9 @@ impl Gen {
                 vec![("development.probation_overdue", subj)]
             }
             MemberDefect::CategoryMismatch => {
+                if me.admission < rule_date(1982, 9, 6) {
+                    return None;
+                }
                 match (me.category, me.full_date) {
                     (Category::Probationary, None) if me.probation_end() > as_of => {
                         upd.category = Category::Full
