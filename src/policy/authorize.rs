@@ -4,14 +4,26 @@
 //! changes); the user and the member record are read from the projection on every
 //! request, so a disabled account or a moved member takes effect at once. It must not
 //! write anything: recording the decision is the caller's job.
+//!
+//! The entities built from those rows are kept and reused while the row read on a later
+//! request is the same (and the org hierarchy has not been reloaded): a changed role,
+//! org or `disabled` flag is a different row, so the entity is built afresh.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use cedar_policy::{
     Context, Decision as CedarDecision, Entities, Entity, Request, RestrictedExpression,
 };
 use rusqlite::Connection;
 
-use super::entities::{self, load_member_org, load_user, Chain, OrgTree, UserRow};
+use super::entities::{
+    self, load_member_org, load_user, load_user_and_member_org, ChainRef, OrgTree, UserRow,
+};
 use super::{Action, Decision, Policies, PolicyError, Resource};
+
+/// Most entities kept per cache; a full cache is emptied and fills again.
+const MAX_CACHED: usize = 1 << 16;
 
 /// Facts about a request besides principal, action and resource.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +44,22 @@ pub struct Authorizer {
     policies: Policies,
     orgs: OrgTree,
     engine: cedar_policy::Authorizer,
+    /// `User` entities by user id, with the row each was built from.
+    principals: EntityCache<UserRow>,
+    /// `Member` entities by member id, with the org each was built in.
+    members: EntityCache<Option<String>>,
+}
+
+/// What was read of the member a request is about, together with the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MemberRow {
+    /// Not read (the resource is not an existing member, or the caller read only the
+    /// user): read when needed.
+    Unread,
+    /// No such member.
+    Missing,
+    /// The member is in this org, or in none.
+    In(Option<String>),
 }
 
 impl Authorizer {
@@ -42,6 +70,8 @@ impl Authorizer {
             policies,
             orgs,
             engine: cedar_policy::Authorizer::new(),
+            principals: EntityCache::default(),
+            members: EntityCache::default(),
         })
     }
 
@@ -53,6 +83,7 @@ impl Authorizer {
     /// Replaces the policy set (after a `policy.load`).
     pub fn set_policies(&mut self, policies: Policies) {
         self.policies = policies;
+        self.forget_entities();
     }
 
     /// Reloads the cached org hierarchy; call it after any change to the `org` table. (An
@@ -60,7 +91,14 @@ impl Authorizer {
     /// parent is not.)
     pub fn reload_orgs(&mut self, conn: &Connection) -> Result<(), PolicyError> {
         self.orgs = OrgTree::load(conn, &self.policies.types)?;
+        self.forget_entities();
         Ok(())
+    }
+
+    /// Drops every kept entity: they carry the org chains of the old hierarchy.
+    fn forget_entities(&mut self) {
+        self.principals = EntityCache::default();
+        self.members = EntityCache::default();
     }
 
     /// Number of orgs in the cached hierarchy.
@@ -90,12 +128,32 @@ impl Authorizer {
         resource: &Resource,
         ctx: &RequestContext,
     ) -> Result<Decision, PolicyError> {
-        let user = load_user(conn, user_id)?
-            .ok_or_else(|| PolicyError::UnknownUser(user_id.to_string()))?;
+        let (user, member) = self.read_rows(conn, user_id, resource)?;
         if user.disabled {
             return Err(PolicyError::DisabledUser(user_id.to_string()));
         }
-        self.evaluate(conn, user_id, &user, action, resource, ctx)
+        self.evaluate_read(conn, user_id, &user, member, action, resource, ctx)
+    }
+
+    /// Reads the user's row and, when the resource is an existing member, the member's,
+    /// in one statement. An unknown user is an error.
+    pub(crate) fn read_rows(
+        &self,
+        conn: &Connection,
+        user_id: &str,
+        resource: &Resource,
+    ) -> Result<(UserRow, MemberRow), PolicyError> {
+        let rows = match resource {
+            Resource::Member(id) => load_user_and_member_org(conn, user_id, id)?.map(|(u, m)| {
+                let m = match m {
+                    Some(org) => MemberRow::In(org),
+                    None => MemberRow::Missing,
+                };
+                (u, m)
+            }),
+            _ => load_user(conn, user_id)?.map(|u| (u, MemberRow::Unread)),
+        };
+        rows.ok_or_else(|| PolicyError::UnknownUser(user_id.to_string()))
     }
 
     /// May `user_id` see the sensitive fields (ID number, phone, income) of member
@@ -126,7 +184,30 @@ impl Authorizer {
         resource: &Resource,
         ctx: &RequestContext,
     ) -> Result<Decision, PolicyError> {
-        let (request, store) = self.build(conn, user_id, user, action, resource, ctx)?;
+        self.evaluate_read(
+            conn,
+            user_id,
+            user,
+            MemberRow::Unread,
+            action,
+            resource,
+            ctx,
+        )
+    }
+
+    /// [`Authorizer::evaluate`] with the member row already read ([`Authorizer::read_rows`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn evaluate_read(
+        &self,
+        conn: &Connection,
+        user_id: &str,
+        user: &UserRow,
+        member: MemberRow,
+        action: Action,
+        resource: &Resource,
+        ctx: &RequestContext,
+    ) -> Result<Decision, PolicyError> {
+        let (request, store) = self.build(conn, user_id, user, member, action, resource, ctx)?;
         let entities = Entities::from_entities(store, None)
             .map_err(|e| PolicyError::Request(e.to_string()))?;
         let set = self
@@ -146,11 +227,18 @@ impl Authorizer {
     }
 
     /// The Cedar request and the entities it needs.
+    ///
+    /// When no policy reads the data of an entity other than the principal, the resource
+    /// and the action ([`Policies::reads_other_entities`]), the orgs above them are left
+    /// out: they are named, already closed, in the principal's and the resource's
+    /// ancestors, which is all `in` looks at.
+    #[allow(clippy::too_many_arguments)]
     fn build(
         &self,
         conn: &Connection,
         user_id: &str,
         user: &UserRow,
+        member: MemberRow,
         action: Action,
         resource: &Resource,
         ctx: &RequestContext,
@@ -163,22 +251,34 @@ impl Authorizer {
                 resource: resource.to_string(),
             });
         }
+        let orgs_read = p.reads_other_entities();
         let mut store = Store::default();
 
         // Principal: the user, in its org and every org above it.
         let user_chain = match &user.org_id {
             Some(org) => self.orgs.chain(conn, t, org, false)?.unwrap_or_default(),
-            None => Chain::default(),
+            None => ChainRef::default(),
         };
-        let principal = entities::user_entity(
-            t,
-            user_id,
-            &user.role,
-            user.disabled,
-            user.org_id.as_deref(),
-            user.member_id.as_deref(),
-            &user_chain.uids,
-        )?;
+        // Kept only when built from the cached hierarchy, which changes only on reload.
+        let keep = user.org_id.is_none() || user_chain.is_cached();
+        let principal = match keep.then(|| self.principals.get(user_id, user)).flatten() {
+            Some(e) => e,
+            None => {
+                let e = entities::user_entity(
+                    t,
+                    user_id,
+                    &user.role,
+                    user.disabled,
+                    user.org_id.as_deref(),
+                    user.member_id.as_deref(),
+                    user_chain.uids(),
+                )?;
+                if keep {
+                    self.principals.put(user_id, user.clone(), e.clone());
+                }
+                e
+            }
+        };
         let principal_uid = principal.uid();
         store.push(principal);
 
@@ -186,15 +286,20 @@ impl Authorizer {
         let unknown = || PolicyError::UnknownResource(resource.to_string());
         let resource_uid = match resource {
             Resource::Member(id) => {
-                let org = load_member_org(conn, id)?.ok_or_else(unknown)?;
-                self.member(conn, &mut store, id, org.as_deref())?
+                let org = match member {
+                    MemberRow::In(org) => org,
+                    MemberRow::Missing => return Err(unknown()),
+                    MemberRow::Unread => load_member_org(conn, id)?.ok_or_else(unknown)?,
+                };
+                self.member(conn, &mut store, id, org, orgs_read)?
             }
             Resource::NewMember { member_id, org_id } => {
-                self.member(conn, &mut store, member_id, Some(org_id))?
+                self.member(conn, &mut store, member_id, Some(org_id.clone()), orgs_read)?
             }
             Resource::Org(id) => {
                 let chain = self.orgs.chain(conn, t, id, true)?.ok_or_else(unknown)?;
-                store.extend(chain.entity);
+                // The resource itself: always there.
+                store.extend(chain.entity());
                 t.org(id)
             }
             Resource::NewOrg {
@@ -204,17 +309,19 @@ impl Authorizer {
             } => {
                 let above = match parent_id {
                     Some(parent) => self.orgs.chain(conn, t, parent, false)?.unwrap_or_default(),
-                    None => Chain::default(),
+                    None => ChainRef::default(),
                 };
                 let uid = t.org(org_id);
-                if above.uids.contains(&uid) {
+                if above.uids().contains(&uid) {
                     return Err(PolicyError::Request(format!(
                         "org `{org_id}` cannot be placed below itself"
                     )));
                 }
                 // The new entity first, so that it wins over a cached org of the same id.
-                store.push(entities::org_entity(t, org_id, kind, &above.uids)?);
-                store.extend(above.entity);
+                store.push(entities::org_entity(t, org_id, kind, above.uids())?);
+                if orgs_read {
+                    store.extend(above.entity());
+                }
                 uid
             }
             Resource::Ledger => {
@@ -232,46 +339,105 @@ impl Authorizer {
             Resource::Report(org) => {
                 let above = match org {
                     Some(org) => self.orgs.chain(conn, t, org, false)?.unwrap_or_default(),
-                    None => Chain::default(),
+                    None => ChainRef::default(),
                 };
-                let e = entities::report_entity(t, org.as_deref(), &above.uids);
+                let e = entities::report_entity(t, org.as_deref(), above.uids());
                 let uid = e.uid();
                 store.push(e);
-                store.extend(above.entity);
+                if orgs_read {
+                    store.extend(above.entity());
+                }
                 uid
             }
         };
-        store.extend(user_chain.entity);
+        if orgs_read {
+            store.extend(user_chain.entity());
+        }
         if p.needs_action_entity() {
             if let Some(a) = p.action_entity(action) {
                 store.push(a.clone());
             }
         }
 
-        let context = context(t, ctx)?;
+        let context = context(t, ctx, p.reads_now())?;
         let request = Request::new(principal_uid, t.action(action), resource_uid, context, None)
             .map_err(|e| PolicyError::Request(e.to_string()))?;
         Ok((request, store.list))
     }
 
-    /// Pushes a member entity (in `org` and above) and its orgs; returns its uid.
+    /// Pushes a member entity (in `org` and above) and, when `orgs_read`, its org;
+    /// returns its uid.
     fn member(
         &self,
         conn: &Connection,
         store: &mut Store,
         id: &str,
-        org: Option<&str>,
+        org: Option<String>,
+        orgs_read: bool,
     ) -> Result<cedar_policy::EntityUid, PolicyError> {
         let t = &self.policies.types;
-        let chain = match org {
+        let chain = match &org {
             Some(org) => self.orgs.chain(conn, t, org, false)?.unwrap_or_default(),
-            None => Chain::default(),
+            None => ChainRef::default(),
         };
-        let e = entities::member_entity(t, id, org, &chain.uids)?;
+        let keep = org.is_none() || chain.is_cached();
+        let e = match keep.then(|| self.members.get(id, &org)).flatten() {
+            Some(e) => e,
+            None => {
+                let e = entities::member_entity(t, id, org.as_deref(), chain.uids())?;
+                if keep {
+                    self.members.put(id, org, e.clone());
+                }
+                e
+            }
+        };
         let uid = e.uid();
         store.push(e);
-        store.extend(chain.entity);
+        if orgs_read {
+            store.extend(chain.entity());
+        }
         Ok(uid)
+    }
+}
+
+/// Entities built from projection rows, by id, each with the row (or part of it) it was
+/// built from: an entity is reused only for the same row. Thread-safe; a poisoned lock
+/// only stops the reuse.
+struct EntityCache<K> {
+    map: Mutex<HashMap<String, (K, Entity)>>,
+}
+
+impl<K> Default for EntityCache<K> {
+    fn default() -> Self {
+        EntityCache {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K> std::fmt::Debug for EntityCache<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = self.map.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "EntityCache({len})")
+    }
+}
+
+impl<K: PartialEq> EntityCache<K> {
+    /// The entity of `id` if it was built from `row`.
+    fn get(&self, id: &str, row: &K) -> Option<Entity> {
+        let map = self.map.lock().ok()?;
+        map.get(id)
+            .filter(|(built_from, _)| built_from == row)
+            .map(|(_, e)| e.clone())
+    }
+
+    fn put(&self, id: &str, row: K, entity: Entity) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= MAX_CACHED && !map.contains_key(id) {
+                map.clear();
+            }
+            map.insert(id.to_string(), (row, entity));
+        }
     }
 }
 
@@ -291,14 +457,19 @@ impl Store {
         }
     }
 
-    fn extend(&mut self, entity: Option<Entity>) {
+    fn extend(&mut self, entity: Option<&Entity>) {
         if let Some(e) = entity {
-            self.push(e);
+            self.push(e.clone());
         }
     }
 }
 
-fn context(t: &entities::Types, ctx: &RequestContext) -> Result<Context, PolicyError> {
+/// The Cedar context of `ctx`; `now` only when `with_now` (some policy may read it).
+fn context(
+    t: &entities::Types,
+    ctx: &RequestContext,
+    with_now: bool,
+) -> Result<Context, PolicyError> {
     let mut pairs = Vec::new();
     if let Some(actor) = &ctx.change_actor {
         pairs.push((
@@ -306,7 +477,7 @@ fn context(t: &entities::Types, ctx: &RequestContext) -> Result<Context, PolicyE
             RestrictedExpression::new_entity_uid(t.user(actor)),
         ));
     }
-    if let Some(now) = &ctx.now {
+    if let Some(now) = ctx.now.as_ref().filter(|_| with_now) {
         pairs.push((
             "now".to_string(),
             RestrictedExpression::new_datetime(now.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
@@ -539,12 +710,245 @@ mod tests {
         .expect("insert");
         // Not cached yet: found through the projection.
         assert!(allowed(&a, &conn, "dept-c1", Action::Read, &member("M5")));
+        // M4 (in B3) is read once, so its entity is kept, with B3's place in it.
+        assert!(allowed(&a, &conn, "dept-c1", Action::Read, &member("M4")));
         // Move B3 under C2: stale until reloaded, right after.
         conn.execute("UPDATE org SET parent_id = 'C2' WHERE org_id = 'B3'", [])
             .expect("move");
         a.reload_orgs(&conn).expect("reload");
         assert_eq!(a.cached_orgs(), 8);
         assert!(!allowed(&a, &conn, "dept-c1", Action::Read, &member("M4")));
+    }
+
+    #[test]
+    fn fail_kept_principal_never_outlives_its_row() {
+        // Every change to the user row is seen by the next decision of the same
+        // authorizer, whose entity for that user was built (and kept) by the one before.
+        let conn = projection();
+        let a = authorizer(&conn);
+        let set = |sql: &str| conn.execute(sql, []).expect("update");
+        assert!(allowed(&a, &conn, "dept-c1", Action::Read, &member("M1")));
+        set("UPDATE user SET disabled = 1 WHERE user_id = 'dept-c1'");
+        let err = a
+            .decide(&conn, "dept-c1", Action::Read, &member("M1"))
+            .err();
+        assert!(matches!(err, Some(PolicyError::DisabledUser(_))), "{err:?}");
+        // The policies see the flag too (the path the policy tests take).
+        let row = load_user(&conn, "dept-c1").expect("query").expect("user");
+        let d = a
+            .evaluate(
+                &conn,
+                "dept-c1",
+                &row,
+                Action::Read,
+                &member("M1"),
+                &RequestContext::default(),
+            )
+            .expect("decision");
+        assert!(!d.allowed);
+        assert_eq!(d.policy_ids, ["account.disabled"]);
+        set("UPDATE user SET disabled = 0 WHERE user_id = 'dept-c1'");
+        assert!(allowed(&a, &conn, "dept-c1", Action::Read, &member("M1")));
+        // A role change.
+        set("UPDATE user SET role = 'provider' WHERE user_id = 'dept-c1'");
+        assert!(!allowed(&a, &conn, "dept-c1", Action::Read, &member("M1")));
+        // A move (provider of B1 now).
+        set("UPDATE user SET org_id = 'B1' WHERE user_id = 'dept-c1'");
+        assert!(allowed(&a, &conn, "dept-c1", Action::Read, &member("M1")));
+        assert!(!allowed(&a, &conn, "dept-c1", Action::Read, &member("M3")));
+        // Back to the department, of the other committee.
+        set("UPDATE user SET role = 'org_dept', org_id = 'C2' WHERE user_id = 'dept-c1'");
+        assert!(!allowed(&a, &conn, "dept-c1", Action::Read, &member("M1")));
+        assert!(allowed(&a, &conn, "dept-c1", Action::Read, &member("M9")));
+        // A member account's own record.
+        set("UPDATE user SET member_id = 'M2' WHERE user_id = 'mem-1'");
+        assert!(!allowed(&a, &conn, "mem-1", Action::Read, &member("M1")));
+        assert!(allowed(&a, &conn, "mem-1", Action::Read, &member("M2")));
+        // A deleted account.
+        set("DELETE FROM user WHERE user_id = 'prov-b1'");
+        let err = a
+            .decide(&conn, "prov-b1", Action::Read, &member("M1"))
+            .err();
+        assert!(matches!(err, Some(PolicyError::UnknownUser(_))), "{err:?}");
+    }
+
+    #[test]
+    fn fail_kept_member_never_outlives_its_row() {
+        let conn = projection();
+        let a = authorizer(&conn);
+        assert!(allowed(&a, &conn, "prov-b1", Action::Read, &member("M1")));
+        assert!(!allowed(&a, &conn, "prov-b2", Action::Read, &member("M1")));
+        conn.execute("UPDATE member SET org_id = 'B2' WHERE member_id = 'M1'", [])
+            .expect("move");
+        assert!(!allowed(&a, &conn, "prov-b1", Action::Read, &member("M1")));
+        assert!(allowed(&a, &conn, "prov-b2", Action::Read, &member("M1")));
+        conn.execute("UPDATE member SET org_id = 'B9' WHERE member_id = 'M1'", [])
+            .expect("move");
+        assert!(!allowed(&a, &conn, "dept-c1", Action::Read, &member("M1")));
+        conn.execute("DELETE FROM member WHERE member_id = 'M1'", [])
+            .expect("delete");
+        let err = a
+            .decide(&conn, "dept-c1", Action::Read, &member("M1"))
+            .err();
+        assert!(
+            matches!(err, Some(PolicyError::UnknownResource(_))),
+            "{err:?}"
+        );
+        // The same member placed elsewhere by the change being decided.
+        let moved = Resource::NewMember {
+            member_id: "M2".into(),
+            org_id: "B2".into(),
+        };
+        assert!(allowed(&a, &conn, "prov-b1", Action::Read, &member("M2")));
+        assert!(!allowed(&a, &conn, "prov-b1", Action::Update, &moved));
+        assert!(allowed(&a, &conn, "prov-b2", Action::Update, &moved));
+    }
+
+    #[test]
+    fn fail_uncached_org_moves_are_seen_without_reload() {
+        // Entities in an org added since the hierarchy was loaded are built from the
+        // projection every time, never kept.
+        let conn = projection();
+        let a = authorizer(&conn);
+        conn.execute_batch(
+            "INSERT INTO org (org_id, name, kind, parent_id, last_seq) VALUES ('B5','B5','branch','G1',1);
+             INSERT INTO member (member_id, org_id, last_seq) VALUES ('M5','B5',1);
+             INSERT INTO user (user_id, role, org_id, member_id, disabled, last_seq)
+               VALUES ('dept-b5','org_dept','B5',NULL,0,1);",
+        )
+        .expect("insert");
+        assert!(allowed(&a, &conn, "dept-c1", Action::Read, &member("M5")));
+        assert!(allowed(&a, &conn, "dept-b5", Action::Read, &member("M5")));
+        conn.execute("UPDATE org SET parent_id = 'C2' WHERE org_id = 'B5'", [])
+            .expect("move");
+        assert!(!allowed(&a, &conn, "dept-c1", Action::Read, &member("M5")));
+        conn.execute("UPDATE member SET org_id = 'B1' WHERE member_id = 'M5'", [])
+            .expect("move");
+        assert!(!allowed(&a, &conn, "dept-b5", Action::Read, &member("M5")));
+    }
+
+    #[test]
+    fn decisions_are_the_same_with_and_without_the_orgs_above() {
+        // A policy that reads an org's attribute (never satisfied, never failing) makes
+        // every request carry the org entities; the answers must not change.
+        let mut files: Vec<PolicyFile> = DEFAULT_POLICY_FILES
+            .iter()
+            .map(|(n, t)| PolicyFile {
+                name: (*n).into(),
+                text: (*t).into(),
+            })
+            .collect();
+        files.push(PolicyFile {
+            name: "extra.cedar".into(),
+            text: "@id(\"extra.reads_orgs\")\nforbid (principal is User, action, resource)\nwhen { false && principal has org && principal.org.kind == \"none\" };\n".into(),
+        });
+        let conn = projection();
+        let lean = authorizer(&conn);
+        let full = Authorizer::new(Policies::from_files(files).expect("valid"), &conn)
+            .expect("authorizer");
+        assert!(!lean.policies().reads_other_entities());
+        assert!(full.policies().reads_other_entities());
+        let resources = [
+            member("M1"),
+            member("M3"),
+            member("M4"),
+            member("M9"),
+            member("M0"),
+            member("MZ"),
+            Resource::NewMember {
+                member_id: "M1".into(),
+                org_id: "B3".into(),
+            },
+            Resource::Org("B1".into()),
+            Resource::Org("G1".into()),
+            Resource::Org("C1".into()),
+            Resource::NewOrg {
+                org_id: "G1".into(),
+                kind: "general_branch".into(),
+                parent_id: Some("C2".into()),
+            },
+            Resource::NewOrg {
+                org_id: "B7".into(),
+                kind: "branch".into(),
+                parent_id: Some("G1".into()),
+            },
+            Resource::Ledger,
+            Resource::Report(Some("G1".into())),
+            Resource::Report(Some("B1".into())),
+            Resource::Report(None),
+            Resource::System,
+        ];
+        let users = [
+            "dept-c1", "prov-b1", "prov-b2", "mem-1", "sys", "aud", "off", "sys-zz",
+        ];
+        let mut compared = 0;
+        for user in users {
+            let row = load_user(&conn, user).expect("query").expect("user");
+            for r in &resources {
+                for action in Action::ALL {
+                    for actor in [None, Some("prov-b1".to_string())] {
+                        let ctx = RequestContext {
+                            change_actor: actor,
+                            now: chrono::DateTime::from_timestamp(1_780_000_000, 0),
+                        };
+                        let want =
+                            format!("{:?}", full.evaluate(&conn, user, &row, action, r, &ctx));
+                        let got =
+                            format!("{:?}", lean.evaluate(&conn, user, &row, action, r, &ctx));
+                        assert_eq!(got, want, "{user} {action} {r}");
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            compared,
+            users.len() * resources.len() * Action::ALL.len() * 2
+        );
+    }
+
+    #[test]
+    fn now_is_given_to_policies_that_read_it() {
+        let mut files: Vec<PolicyFile> = DEFAULT_POLICY_FILES
+            .iter()
+            .map(|(n, t)| PolicyFile {
+                name: (*n).into(),
+                text: (*t).into(),
+            })
+            .collect();
+        files.push(PolicyFile {
+            name: "extra.cedar".into(),
+            text: "@id(\"extra.not_after_2030\")\nforbid (principal is User, action, resource)\nwhen { context has now && context.now >= datetime(\"2030-01-01\") };\n".into(),
+        });
+        let conn = projection();
+        let a = Authorizer::new(Policies::from_files(files).expect("valid"), &conn)
+            .expect("authorizer");
+        assert!(a.policies().reads_now());
+        let at = |secs| RequestContext {
+            change_actor: None,
+            now: chrono::DateTime::from_timestamp(secs, 0),
+        };
+        let before = a
+            .decide_with(
+                &conn,
+                "dept-c1",
+                Action::Read,
+                &member("M1"),
+                &at(1_800_000_000),
+            )
+            .expect("decision");
+        assert!(before.allowed);
+        let after = a
+            .decide_with(
+                &conn,
+                "dept-c1",
+                Action::Read,
+                &member("M1"),
+                &at(1_900_000_000),
+            )
+            .expect("decision");
+        assert!(!after.allowed);
+        assert_eq!(after.policy_ids, ["extra.not_after_2030"]);
     }
 
     #[test]
@@ -631,7 +1035,9 @@ mod tests {
                     change_actor: Some("prov-b1".into()),
                     now: chrono::DateTime::from_timestamp(0, 0),
                 };
-                let (request, store) = a.build(&conn, user, &row, action, r, &ctx).expect("build");
+                let (request, store) = a
+                    .build(&conn, user, &row, MemberRow::Unread, action, r, &ctx)
+                    .expect("build");
                 Entities::from_entities(store, Some(schema))
                     .unwrap_or_else(|e| panic!("{user} {r}: {e}"));
                 let (p, act, res) = (

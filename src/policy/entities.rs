@@ -179,11 +179,48 @@ pub(crate) struct Chain {
     pub(crate) entity: Option<Entity>,
 }
 
+/// A [`Chain`] borrowed from the cache, or one read from the projection.
 #[derive(Debug)]
-struct OrgNode {
+pub(crate) enum ChainRef<'a> {
+    Cached(&'a OrgNode),
+    Fetched(Box<Chain>),
+}
+
+impl Default for ChainRef<'_> {
+    fn default() -> Self {
+        ChainRef::Fetched(Box::default())
+    }
+}
+
+impl ChainRef<'_> {
+    /// The org, then its parent, … up to the root.
+    pub(crate) fn uids(&self) -> &[EntityUid] {
+        match self {
+            ChainRef::Cached(node) => &node.uids,
+            ChainRef::Fetched(chain) => &chain.uids,
+        }
+    }
+
+    /// The entity of the org, when it exists.
+    pub(crate) fn entity(&self) -> Option<&Entity> {
+        match self {
+            ChainRef::Cached(node) => Some(&node.entity),
+            ChainRef::Fetched(chain) => chain.entity.as_ref(),
+        }
+    }
+
+    /// Whether the chain comes from the cached hierarchy (and so changes only when it is
+    /// reloaded).
+    pub(crate) fn is_cached(&self) -> bool {
+        matches!(self, ChainRef::Cached(_))
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct OrgNode {
     entity: Entity,
-    /// Indexes into `OrgTree::nodes`: this org, then its parent, … up to the root.
-    chain: Vec<usize>,
+    /// This org's uid, then its parent's, … up to the root.
+    uids: Vec<EntityUid>,
 }
 
 /// The org hierarchy, loaded once from the projection.
@@ -268,14 +305,13 @@ impl OrgTree {
             .collect();
         let mut nodes = Vec::with_capacity(n);
         for ((id, kind, _), chain) in rows.iter().zip(chains) {
-            let above: Vec<EntityUid> = chain
+            let uids: Vec<EntityUid> = chain
                 .iter()
-                .skip(1)
                 .filter_map(|&p| rows.get(p).map(|(pid, _, _)| t.org(pid)))
                 .collect();
             nodes.push(OrgNode {
-                entity: org_entity(t, id, kind, &above)?,
-                chain,
+                entity: org_entity(t, id, kind, uids.get(1..).unwrap_or(&[]))?,
+                uids,
             });
         }
         Ok(OrgTree { index, nodes })
@@ -288,16 +324,13 @@ impl OrgTree {
 
     /// The chain of a cached org.
     fn cached(&self, i: usize) -> Chain {
-        let mut chain = Chain::default();
-        if let Some(node) = self.nodes.get(i) {
-            for &c in &node.chain {
-                if let Some(n) = self.nodes.get(c) {
-                    chain.uids.push(n.entity.uid());
-                }
-            }
-            chain.entity = Some(node.entity.clone());
+        match self.nodes.get(i) {
+            Some(node) => Chain {
+                uids: node.uids.clone(),
+                entity: Some(node.entity.clone()),
+            },
+            None => Chain::default(),
         }
-        chain
     }
 
     /// The org and everything above it. An org missing from the cache (added since it
@@ -309,9 +342,9 @@ impl OrgTree {
         t: &Types,
         id: &str,
         must_exist: bool,
-    ) -> Result<Option<Chain>, PolicyError> {
-        if let Some(&i) = self.index.get(id) {
-            return Ok(Some(self.cached(i)));
+    ) -> Result<Option<ChainRef<'_>>, PolicyError> {
+        if let Some(node) = self.index.get(id).and_then(|&i| self.nodes.get(i)) {
+            return Ok(Some(ChainRef::Cached(node)));
         }
         // Slow path: walk up in the projection until a cached org, a root, a missing
         // org or a cycle.
@@ -345,10 +378,10 @@ impl OrgTree {
                     if must_exist {
                         return Ok(None);
                     }
-                    return Ok(Some(Chain {
+                    return Ok(Some(ChainRef::Fetched(Box::new(Chain {
                         uids: vec![t.org(&cur)],
                         entity: None,
-                    }));
+                    }))));
                 }
                 // A dangling parent link: cut it.
                 None => break,
@@ -360,7 +393,7 @@ impl OrgTree {
             Some((f, kind)) => Some(org_entity(t, f, kind, uids.get(1..).unwrap_or(&[]))?),
             None => tail.entity,
         };
-        Ok(Some(Chain { uids, entity }))
+        Ok(Some(ChainRef::Fetched(Box::new(Chain { uids, entity }))))
     }
 }
 
@@ -385,6 +418,41 @@ pub(crate) fn load_user(conn: &Connection, id: &str) -> Result<Option<UserRow>, 
                 member_id: r.get(2)?,
                 disabled: r.get::<_, i64>(3)? != 0,
             })
+        })
+        .optional()?)
+}
+
+/// `Some(org_id)` of a member (`Some(None)`: in no org), `None` when there is no such
+/// member.
+pub(crate) type MemberOrg = Option<Option<String>>;
+
+/// The user with this id, if any, and `Some(org_id)` of the member with id `member` or
+/// `None` when there is no such member: one statement, so one read transaction (half the
+/// locking of two point reads) and both rows of the same moment.
+pub(crate) fn load_user_and_member_org(
+    conn: &Connection,
+    id: &str,
+    member: &str,
+) -> Result<Option<(UserRow, MemberOrg)>, PolicyError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.role, u.org_id, u.member_id, u.disabled, m.member_id IS NOT NULL, m.org_id
+         FROM user u LEFT JOIN member m ON m.member_id = ?2
+         WHERE u.user_id = ?1",
+    )?;
+    Ok(stmt
+        .query_row([id, member], |r| {
+            let user = UserRow {
+                role: r.get(0)?,
+                org_id: r.get(1)?,
+                member_id: r.get(2)?,
+                disabled: r.get::<_, i64>(3)? != 0,
+            };
+            let member_org = if r.get::<_, i64>(4)? != 0 {
+                Some(r.get::<_, Option<String>>(5)?)
+            } else {
+                None
+            };
+            Ok((user, member_org))
         })
         .optional()?)
 }

@@ -142,6 +142,8 @@ pub struct Policies {
     partitions: Vec<PolicySet>,
     /// Whether the schema declares action groups (then requests need the action entity).
     has_action_groups: bool,
+    /// What request data some policy may read (see [`Reads`]).
+    reads: Reads,
     /// Where the set was read from: `embedded`, the directory, or `files`.
     source: String,
     pub(crate) types: Types,
@@ -282,6 +284,7 @@ impl Policies {
         check_entities_conform(&schema, &types)?;
         let has_action_groups = schema.action_groups().next().is_some();
         let partitions = partition(&set, &schema, &types)?;
+        let reads = Reads::of(&set);
 
         Ok(Policies {
             files,
@@ -294,6 +297,7 @@ impl Policies {
             applies,
             partitions,
             has_action_groups,
+            reads,
             source: SOURCE_FILES.to_string(),
             types,
         })
@@ -351,6 +355,17 @@ impl Policies {
     /// Whether requests must carry the action entity (the schema has action groups).
     pub(crate) fn needs_action_entity(&self) -> bool {
         self.has_action_groups
+    }
+
+    /// Whether some policy may read `context.now` (else requests need not carry it).
+    pub(crate) fn reads_now(&self) -> bool {
+        self.reads.now
+    }
+
+    /// Whether some policy may read an entity other than the principal, the resource and
+    /// the action (else requests need not carry the orgs above them).
+    pub(crate) fn reads_other_entities(&self) -> bool {
+        self.reads.other_entities
     }
 
     /// The Cedar schema.
@@ -453,6 +468,124 @@ fn parse_policy_files(
         Ok((set, origin))
     } else {
         Err(PolicyError::Invalid(diags))
+    }
+}
+
+/// What request data the policies of a set may read, found once at load so that a
+/// request carries only that. Both answers err on the side of `true`: a policy the scan
+/// does not understand counts as reading everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reads {
+    /// Some condition may read `context.now`: it names it, or uses `context` other than
+    /// to read or test one attribute by name (`context == {…}` sees every attribute).
+    now: bool,
+    /// Some condition may read the data (attributes, tags, ancestors) of an entity that
+    /// is not the principal, the resource or the action: a `.`, `has`, `in`, `is … in`,
+    /// `getTag` or `hasTag` whose left operand is anything but a variable (e.g.
+    /// `principal.org.kind`, `resource.org in …`, `Org::"C1".kind`), or `has` with a
+    /// path (`principal has org.kind`). Without such a condition the entity of an org
+    /// named only as an ancestor or an attribute value is never looked at, so leaving it
+    /// out of the request changes nothing: the principal and the resource carry their
+    /// ancestors already closed.
+    other_entities: bool,
+}
+
+/// The operators that read an entity's data through their `left` operand (in the JSON
+/// form of a policy).
+const DEREF_OPS: [&str; 6] = [".", "has", "in", "is", "getTag", "hasTag"];
+
+impl Reads {
+    const ALL: Reads = Reads {
+        now: true,
+        other_entities: true,
+    };
+
+    fn of(set: &PolicySet) -> Reads {
+        let mut reads = Reads {
+            now: false,
+            other_entities: false,
+        };
+        for p in set.policies() {
+            // Only the conditions: the scope compares the variables with literals.
+            match p.to_json() {
+                Ok(json) => match json.get("conditions") {
+                    Some(c) => reads.scan(c),
+                    None => return Reads::ALL,
+                },
+                Err(_) => return Reads::ALL,
+            }
+        }
+        reads
+    }
+
+    fn scan(&mut self, v: &serde_json::Value) {
+        use serde_json::Value;
+        match v {
+            Value::Array(items) => items.iter().for_each(|x| self.scan(x)),
+            Value::Object(fields) => {
+                for (key, x) in fields {
+                    if key == "Var" && x.as_str() == Some("context") {
+                        // `context` reached other than through one named attribute.
+                        self.now = true;
+                    } else if DEREF_OPS.contains(&key.as_str()) {
+                        match x.as_object() {
+                            Some(node) => self.deref(key, node),
+                            None => *self = Reads::ALL,
+                        }
+                    } else {
+                        self.scan(x);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// One `.`/`has`/`in`/`is`/`getTag`/`hasTag` node.
+    fn deref(&mut self, op: &str, node: &serde_json::Map<String, serde_json::Value>) {
+        let var = node
+            .get("left")
+            .and_then(|l| l.as_object())
+            .filter(|l| l.len() == 1)
+            .and_then(|l| l.get("Var"))
+            .and_then(|v| v.as_str());
+        // `has a` names one attribute; `has a.b` (a list) also reads the entity `a`.
+        let attr = node.get("attr");
+        let one_attr = match op {
+            "." | "has" => attr.and_then(|a| a.as_str()),
+            _ => None,
+        };
+        let reads_data = match op {
+            "is" => node.contains_key("in"),
+            _ => true,
+        };
+        match (var, one_attr) {
+            // One attribute of the context record.
+            (Some("context"), Some(a)) => {
+                if a == "now" {
+                    self.now = true;
+                }
+            }
+            (Some("context"), None) => {
+                self.now = true;
+                if reads_data {
+                    self.other_entities = true;
+                }
+            }
+            // `principal has org.kind` reads the entity of `principal.org`.
+            (Some(_), None) if op == "has" => self.other_entities = true,
+            (Some(_), _) => {}
+            (None, _) => {
+                if reads_data {
+                    self.other_entities = true;
+                }
+            }
+        }
+        for (key, x) in node {
+            if key != "left" || var.is_none() {
+                self.scan(x);
+            }
+        }
     }
 }
 
@@ -699,6 +832,78 @@ mod tests {
         assert!(p.applies(Action::ReadSensitive, ResourceType::Member));
         assert!(!p.applies(Action::ReadSensitive, ResourceType::Report));
         assert!(!p.applies(Action::ManageKeys, ResourceType::Member));
+    }
+
+    /// The default set with one more policy file `extra.cedar` holding `text`.
+    fn with_extra(text: &str) -> Policies {
+        let mut files = default_files();
+        files.push(PolicyFile {
+            name: "extra.cedar".into(),
+            text: text.into(),
+        });
+        Policies::from_files(files).expect("valid")
+    }
+
+    #[test]
+    fn default_policies_read_neither_now_nor_other_entities() {
+        let p = Policies::embedded().expect("embedded policies load");
+        assert!(!p.reads_now());
+        assert!(!p.reads_other_entities());
+    }
+
+    #[test]
+    fn reads_of_now_and_other_entities_are_found() {
+        let cases = [
+            // (condition, reads now, reads other entities)
+            (
+                "context has now && context.now > datetime(\"2030-01-01\")",
+                true,
+                false,
+            ),
+            (
+                "context has change_actor && context.change_actor == principal",
+                false,
+                false,
+            ),
+            (
+                "context has change_actor && context.change_actor.role == \"x\"",
+                false,
+                true,
+            ),
+            (
+                "principal has org && principal.org.kind == \"branch\"",
+                false,
+                true,
+            ),
+            ("principal has org.kind", false, true),
+            (
+                "resource has org && resource.org in Org::\"C1\"",
+                false,
+                true,
+            ),
+            ("Org::\"C1\".kind == \"committee\"", false, true),
+            (
+                "principal has org && principal.org is Org in Org::\"C1\"",
+                false,
+                true,
+            ),
+            ("principal has org && principal.org is Org", false, false),
+            (
+                "resource in Org::\"C1\" && principal.role == \"x\"",
+                false,
+                false,
+            ),
+        ];
+        for (when, now, other) in cases {
+            let p = with_extra(&format!(
+                "@id(\"extra\")\nforbid (principal is User, action, resource is Member)\nwhen {{ {when} }};\n"
+            ));
+            assert_eq!(
+                (p.reads_now(), p.reads_other_entities()),
+                (now, other),
+                "{when}"
+            );
+        }
     }
 
     #[test]

@@ -25,7 +25,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::entities::load_user;
 use super::{Action, Authorizer, Decision, Policies, PolicyError, RequestContext, Resource};
 use crate::ledger::entry::{valid_name, EntryError};
 use crate::ledger::store::{Appended, LedgerError, LogFilter};
@@ -248,13 +247,20 @@ pub fn decide(
     req: &AccessRequest,
 ) -> Result<Outcome, PolicyError> {
     let user_id = &req.actor.user;
-    let user =
-        load_user(conn, user_id)?.ok_or_else(|| PolicyError::UnknownUser(user_id.clone()))?;
+    let (user, member) = authorizer.read_rows(conn, user_id, &req.resource)?;
     let ctx = RequestContext {
         change_actor: req.change_actor.clone(),
         now: Some(req.at.unwrap_or_else(Utc::now)),
     };
-    let decision = authorizer.evaluate(conn, user_id, &user, req.action, &req.resource, &ctx)?;
+    let decision = authorizer.evaluate_read(
+        conn,
+        user_id,
+        &user,
+        member,
+        req.action,
+        &req.resource,
+        &ctx,
+    )?;
     if user.disabled {
         // The account is refused whatever the policies say; keep the forbids that agree.
         let policy_ids = if decision.allowed {
