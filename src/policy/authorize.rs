@@ -492,7 +492,7 @@ fn context(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{PolicyFile, DEFAULT_POLICY_FILES};
+    use crate::policy::Policies;
     use std::time::Instant;
 
     /// The fixture tree of `policies/tests/fixture.toml`, in a projection:
@@ -831,21 +831,10 @@ mod tests {
     fn decisions_are_the_same_with_and_without_the_orgs_above() {
         // A policy that reads an org's attribute (never satisfied, never failing) makes
         // every request carry the org entities; the answers must not change.
-        let mut files: Vec<PolicyFile> = DEFAULT_POLICY_FILES
-            .iter()
-            .map(|(n, t)| PolicyFile {
-                name: (*n).into(),
-                text: (*t).into(),
-            })
-            .collect();
-        files.push(PolicyFile {
-            name: "extra.cedar".into(),
-            text: "@id(\"extra.reads_orgs\")\nforbid (principal is User, action, resource)\nwhen { false && principal has org && principal.org.kind == \"none\" };\n".into(),
-        });
+        let policies = Policies::embedded_plus("extra.cedar", "@id(\"extra.reads_orgs\")\nforbid (principal is User, action, resource)\nwhen { false && principal has org && principal.org.kind == \"none\" };\n");
         let conn = projection();
         let lean = authorizer(&conn);
-        let full = Authorizer::new(Policies::from_files(files).expect("valid"), &conn)
-            .expect("authorizer");
+        let full = Authorizer::new(policies, &conn).expect("authorizer");
         assert!(!lean.policies().reads_other_entities());
         assert!(full.policies().reads_other_entities());
         let resources = [
@@ -909,20 +898,9 @@ mod tests {
 
     #[test]
     fn now_is_given_to_policies_that_read_it() {
-        let mut files: Vec<PolicyFile> = DEFAULT_POLICY_FILES
-            .iter()
-            .map(|(n, t)| PolicyFile {
-                name: (*n).into(),
-                text: (*t).into(),
-            })
-            .collect();
-        files.push(PolicyFile {
-            name: "extra.cedar".into(),
-            text: "@id(\"extra.not_after_2030\")\nforbid (principal is User, action, resource)\nwhen { context has now && context.now >= datetime(\"2030-01-01\") };\n".into(),
-        });
+        let policies = Policies::embedded_plus("extra.cedar", "@id(\"extra.not_after_2030\")\nforbid (principal is User, action, resource)\nwhen { context has now && context.now >= datetime(\"2030-01-01\") };\n");
         let conn = projection();
-        let a = Authorizer::new(Policies::from_files(files).expect("valid"), &conn)
-            .expect("authorizer");
+        let a = Authorizer::new(policies, &conn).expect("authorizer");
         assert!(a.policies().reads_now());
         let at = |secs| RequestContext {
             change_actor: None,
@@ -968,20 +946,9 @@ mod tests {
     fn fail_a_policy_error_denies() {
         // A forbid that errors at run time (the user's org is not in the projection, so
         // `principal.org.kind` has no entity to read) must not let the request through.
-        let mut files: Vec<PolicyFile> = DEFAULT_POLICY_FILES
-            .iter()
-            .map(|(n, t)| PolicyFile {
-                name: (*n).into(),
-                text: (*t).into(),
-            })
-            .collect();
-        files.push(PolicyFile {
-            name: "extra.cedar".into(),
-            text: "@id(\"extra.no_branch_admins\")\nforbid (principal is User, action, resource)\nwhen { principal has org && principal.org.kind == \"branch\" };\n".into(),
-        });
+        let policies = Policies::embedded_plus("extra.cedar", "@id(\"extra.no_branch_admins\")\nforbid (principal is User, action, resource)\nwhen { principal has org && principal.org.kind == \"branch\" };\n");
         let conn = projection();
-        let a = Authorizer::new(Policies::from_files(files).expect("valid"), &conn)
-            .expect("authorizer");
+        let a = Authorizer::new(policies, &conn).expect("authorizer");
         assert!(allowed(
             &a,
             &conn,

@@ -970,7 +970,7 @@ impl ReconcileGuard for ReadCheck<'_, '_> {
 mod tests {
     use super::*;
     use crate::ledger::entry::Entry;
-    use crate::policy::{Policies, PolicyFile, DEFAULT_POLICY_FILES};
+    use crate::policy::Policies;
     use serde_json::json;
 
     /// C1 > B1, B2; members M1 (B1) and M2 (B2) with sensitive values; users of several
@@ -1252,18 +1252,7 @@ mod tests {
     /// The embedded policies plus a permit that lets providers export their own branch's
     /// members (without `read_sensitive`).
     fn provider_export_policies() -> Policies {
-        let mut files: Vec<PolicyFile> = DEFAULT_POLICY_FILES
-            .iter()
-            .map(|(n, t)| PolicyFile {
-                name: (*n).into(),
-                text: (*t).into(),
-            })
-            .collect();
-        files.push(PolicyFile {
-            name: "export.cedar".into(),
-            text: "@id(\"provider.export_own_branch\")\npermit (principal is User, action == Action::\"export\", resource is Member)\nwhen { principal.role == \"provider\" && principal has org && resource has org && resource.org == principal.org };\n".into(),
-        });
-        Policies::from_files(files).expect("valid")
+        Policies::embedded_plus("export.cedar", "@id(\"provider.export_own_branch\")\npermit (principal is User, action == Action::\"export\", resource is Member)\nwhen { principal.role == \"provider\" && principal has org && resource has org && resource.org == principal.org };\n")
     }
 
     #[test]

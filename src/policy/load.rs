@@ -149,20 +149,35 @@ pub struct Policies {
     pub(crate) types: Types,
 }
 
+/// The embedded policy files, as files.
+pub(crate) fn default_files() -> Vec<PolicyFile> {
+    DEFAULT_POLICY_FILES
+        .iter()
+        .map(|(name, text)| PolicyFile {
+            name: (*name).to_string(),
+            text: (*text).to_string(),
+        })
+        .collect()
+}
+
 impl Policies {
     /// The default policy set embedded in the binary.
     pub fn embedded() -> Result<Self, PolicyError> {
-        let mut p = Self::from_files(
-            DEFAULT_POLICY_FILES
-                .iter()
-                .map(|(name, text)| PolicyFile {
-                    name: (*name).to_string(),
-                    text: (*text).to_string(),
-                })
-                .collect(),
-        )?;
+        let mut p = Self::from_files(default_files())?;
         p.source = SOURCE_EMBEDDED.to_string();
         Ok(p)
+    }
+
+    /// The embedded policy set with one more policy file (tests of policies that read
+    /// more than the defaults do).
+    #[cfg(test)]
+    pub(crate) fn embedded_plus(name: &str, text: &str) -> Policies {
+        let mut files = default_files();
+        files.push(PolicyFile {
+            name: name.into(),
+            text: text.into(),
+        });
+        Self::from_files(files).expect("valid policy set")
     }
 
     /// The policy set in `dir`: `schema.cedarschema` and every `*.cedar` file.
@@ -791,16 +806,6 @@ fn position_of_text(file_text: &str, policy_text: &str) -> Option<(usize, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn default_files() -> Vec<PolicyFile> {
-        DEFAULT_POLICY_FILES
-            .iter()
-            .map(|(n, t)| PolicyFile {
-                name: (*n).into(),
-                text: (*t).into(),
-            })
-            .collect()
-    }
 
     fn replace(files: &mut [PolicyFile], name: &str, text: &str) {
         for f in files.iter_mut() {
