@@ -21,7 +21,6 @@ pub mod rules;
 pub mod sample;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
@@ -47,41 +46,8 @@ const CHANGE_KIND_PREFIXES: &[&str] = &["member.", "org.", "dues.", "meeting.", 
 /// Actions that change a record.
 const CHANGE_ACTIONS: &[&str] = &["create", "update", "remove"];
 
-/// How serious a finding is. Ordered: `Info < Warning < Error`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Worth a look.
-    Info,
-    /// Probably wrong.
-    Warning,
-    /// Wrong.
-    Error,
-}
-
-impl Severity {
-    /// `info`, `warning` or `error`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        }
-    }
-}
-
-impl FromStr for Severity {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "info" => Ok(Severity::Info),
-            "warning" => Ok(Severity::Warning),
-            "error" => Ok(Severity::Error),
-            _ => Err(()),
-        }
-    }
-}
+/// How serious a finding is: the same scale as the consistency checks'.
+pub use crate::checks::Severity;
 
 /// One access pattern that looks like leakage, of one user. Same fields as the findings of
 /// the consistency checks.

@@ -268,31 +268,15 @@ fn item(e: &Entry, masking: Masking) -> Result<HistoryItem, RecordError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::import::import;
+    use crate::records::import::testing::{import_text, ledger};
     use crate::records::model::FieldValue;
-    use crate::records::parse::ImportOptions;
 
     #[test]
     fn history_lists_every_change_masked_with_actors() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut l = Ledger::init(
-            &dir.path().join("d"),
-            "test.example/ledger",
-            Actor::cli("a"),
-        )
-        .unwrap();
-        let p = dir.path().join("m.csv");
+        let (dir, mut l) = ledger();
         for (who, phone) in [("u-a", "13900000001"), ("u-b", "13900000002")] {
-            std::fs::write(&p, format!("member_id,name,phone\nM1,张三,{phone}\n")).unwrap();
-            import(
-                &mut l,
-                RecordKind::Member,
-                &p,
-                ImportOptions::default(),
-                &Actor::cli(who),
-                &mut |_| {},
-            )
-            .unwrap();
+            let text = format!("member_id,name,phone\nM1,张三,{phone}\n");
+            import_text(&mut l, dir.path(), "m.csv", RecordKind::Member, &text, who).unwrap();
         }
         let h = history(&l, "member/M1").unwrap();
         assert_eq!(h.items.len(), 2);
@@ -332,24 +316,9 @@ mod tests {
 
     #[test]
     fn history_leaves_out_access_decisions_but_keeps_other_entries() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut l = Ledger::init(
-            &dir.path().join("d"),
-            "test.example/ledger",
-            Actor::cli("a"),
-        )
-        .unwrap();
-        let p = dir.path().join("m.csv");
-        std::fs::write(&p, "member_id,name\nM1,张三\n").unwrap();
-        import(
-            &mut l,
-            RecordKind::Member,
-            &p,
-            ImportOptions::default(),
-            &Actor::cli("u"),
-            &mut |_| {},
-        )
-        .unwrap();
+        let (dir, mut l) = ledger();
+        let text = "member_id,name\nM1,张三\n";
+        import_text(&mut l, dir.path(), "m.csv", RecordKind::Member, text, "u").unwrap();
         for kind in ["access.decision", "note.check"] {
             let e = crate::ledger::NewEntry::new(kind, "member/M1", Actor::cli("r"), json!({}))
                 .unwrap();

@@ -320,14 +320,13 @@ fn import_in_tx<R: Read, G: ImportGuard>(
     Ok(Guarded::Imported(summary))
 }
 
+/// What the record modules' tests share: a fresh ledger, and importing a text as a file.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use crate::ledger::Entry;
-    use crate::records::model::FieldValue;
-    use crate::records::parse::ImportError;
 
-    fn setup() -> (tempfile::TempDir, Ledger) {
+    /// An empty ledger in a temporary directory.
+    pub(crate) fn ledger() -> (tempfile::TempDir, Ledger) {
         let dir = tempfile::tempdir().unwrap();
         let l = Ledger::init(
             &dir.path().join("d"),
@@ -338,12 +337,14 @@ mod tests {
         (dir, l)
     }
 
-    fn run(
+    /// Writes `text` to `dir/name` and imports it as `kind`, attributed to `user`.
+    pub(crate) fn import_text(
         l: &mut Ledger,
         dir: &Path,
         name: &str,
         kind: RecordKind,
         text: &str,
+        user: &str,
     ) -> Result<ImportSummary, RecordError> {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
@@ -352,9 +353,28 @@ mod tests {
             kind,
             &p,
             ImportOptions::default(),
-            &Actor::cli("u1"),
+            &Actor::cli(user),
             &mut |_| {},
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::ledger as setup;
+    use super::*;
+    use crate::ledger::Entry;
+    use crate::records::model::FieldValue;
+    use crate::records::parse::ImportError;
+
+    fn run(
+        l: &mut Ledger,
+        dir: &Path,
+        name: &str,
+        kind: RecordKind,
+        text: &str,
+    ) -> Result<ImportSummary, RecordError> {
+        testing::import_text(l, dir, name, kind, text, "u1")
     }
 
     #[test]

@@ -304,33 +304,14 @@ pub fn reconcile_reader_guarded<R: Read, G: ReconcileGuard>(
 mod tests {
     use super::*;
     use crate::ledger::Entry;
-    use crate::records::import::import;
+    use crate::records::import::testing::{import_text, ledger};
     use crate::records::model::FieldValue;
 
     #[test]
     fn reconcile_lists_added_missing_changed_and_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut l = Ledger::init(
-            &dir.path().join("d"),
-            "test.example/ledger",
-            Actor::cli("a"),
-        )
-        .unwrap();
-        let p = dir.path().join("m.csv");
-        std::fs::write(
-            &p,
-            "member_id,name,phone\nM1,张三,13900000001\nM2,李四,13900000002\nM3,王五,\n",
-        )
-        .unwrap();
-        import(
-            &mut l,
-            RecordKind::Member,
-            &p,
-            ImportOptions::default(),
-            &Actor::cli("u"),
-            &mut |_| {},
-        )
-        .unwrap();
+        let (dir, mut l) = ledger();
+        let text = "member_id,name,phone\nM1,张三,13900000001\nM2,李四,13900000002\nM3,王五,\n";
+        import_text(&mut l, dir.path(), "m.csv", RecordKind::Member, text, "u").unwrap();
         let before = l.size().unwrap();
         let snap = dir.path().join("snap.csv");
         std::fs::write(
@@ -409,24 +390,9 @@ mod tests {
 
     #[test]
     fn guarded_reconcile_asks_about_every_compared_record_and_refusal_appends_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut l = Ledger::init(
-            &dir.path().join("d"),
-            "test.example/ledger",
-            Actor::cli("a"),
-        )
-        .unwrap();
-        let p = dir.path().join("m.csv");
-        std::fs::write(&p, "member_id,name\nM1,a\nM2,b\nM3,c\n").unwrap();
-        import(
-            &mut l,
-            RecordKind::Member,
-            &p,
-            ImportOptions::default(),
-            &Actor::cli("u"),
-            &mut |_| {},
-        )
-        .unwrap();
+        let (dir, mut l) = ledger();
+        let text = "member_id,name\nM1,a\nM2,b\nM3,c\n";
+        import_text(&mut l, dir.path(), "m.csv", RecordKind::Member, text, "u").unwrap();
         let snap = dir.path().join("snap.csv");
         std::fs::write(&snap, "member_id,name\nM1,a\nM3,x\nM4,d\n").unwrap();
         let run = |l: &mut Ledger, g: &mut Only| {

@@ -329,8 +329,7 @@ fn text_id(row: &[Value]) -> String {
 mod tests {
     use super::*;
     use crate::ledger::{Actor, Ledger};
-    use crate::records::import::import;
-    use crate::records::parse::ImportOptions;
+    use crate::records::import::testing::{import_text, ledger};
     use serde_json::json;
 
     fn entry(seq: u64, kind: &str, subject: &str, data: serde_json::Value) -> Entry {
@@ -348,13 +347,7 @@ mod tests {
 
     /// A ledger with imported members and dues, replayed from its stored entries.
     fn imported() -> (tempfile::TempDir, Ledger, Replay) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut l = Ledger::init(
-            &dir.path().join("d"),
-            "test.example/ledger",
-            Actor::cli("a"),
-        )
-        .unwrap();
+        let (dir, mut l) = ledger();
         let files = [
             (
                 RecordKind::Member,
@@ -373,17 +366,7 @@ mod tests {
             ),
         ];
         for (kind, name, text) in files {
-            let p = dir.path().join(name);
-            std::fs::write(&p, text).unwrap();
-            import(
-                &mut l,
-                kind,
-                &p,
-                ImportOptions::default(),
-                &Actor::cli("u"),
-                &mut |_| {},
-            )
-            .unwrap();
+            import_text(&mut l, dir.path(), name, kind, text, "u").unwrap();
         }
         let mut r = Replay::new().unwrap();
         l.for_each_entry(0, None, |s| {
