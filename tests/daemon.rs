@@ -62,6 +62,11 @@ impl Resp {
     }
 }
 
+/// A GET without extra headers or body.
+async fn get(c: &HttpClient, addr: SocketAddr, path: &str, token: Option<&str>) -> Resp {
+    call(c, addr, "GET", path, token, &[], None).await
+}
+
 async fn call(
     c: &HttpClient,
     addr: SocketAddr,
@@ -199,11 +204,7 @@ impl Server {
         // Ready when it answers (startup opens the ledger before it serves).
         let c = client();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while call(&c, addr, "GET", "/v1/health", None, &[], None)
-            .await
-            .status
-            != 200
-        {
+        while get(&c, addr, "/v1/health", None).await.status != 200 {
             assert!(Instant::now() < deadline, "server did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -259,7 +260,7 @@ async fn each_error_status_for_its_cause() {
         let mut l = f.ledger();
         let t = auth::create(&mut l, "aud", None, false, Actor::cli("ops")).unwrap();
         auth::revoke(&mut l, t.info.id, Actor::cli("ops")).unwrap();
-        let r = call(&c, a, "GET", "/v1/checkpoint", Some(&t.token), &[], None).await;
+        let r = get(&c, a, "/v1/checkpoint", Some(&t.token)).await;
         assert_eq!(r.status, 401);
         assert!(r.json()["detail"].as_str().unwrap().ends_with("is revoked"));
     }
@@ -294,30 +295,12 @@ async fn each_error_status_for_its_cause() {
             r.body
         );
     }
-    let r = call(
-        &c,
-        a,
-        "GET",
-        "/v1/proof/inclusion?seq=x",
-        Some(tok),
-        &[],
-        None,
-    )
-    .await;
+    let r = get(&c, a, "/v1/proof/inclusion?seq=x", Some(tok)).await;
     assert_eq!(
         (r.status, r.json()["error"].clone()),
         (400, json!("malformed"))
     );
-    let r = call(
-        &c,
-        a,
-        "GET",
-        "/v1/log?limit=0",
-        Some(f.token("aud")),
-        &[],
-        None,
-    )
-    .await;
+    let r = get(&c, a, "/v1/log?limit=0", Some(f.token("aud"))).await;
     assert_eq!(r.status, 400);
 
     // 201: a free entry; its actor is the token's user, via the API.
@@ -327,7 +310,7 @@ async fn each_error_status_for_its_cause() {
 
     // 403: an end user the policy refuses; the refusal is recorded.
     let before = f.entries().len();
-    let r = call(&c, a, "GET", "/v1/log", Some(tok), &[], None).await;
+    let r = get(&c, a, "/v1/log", Some(tok)).await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(r.json()["error"], "forbidden");
     let after = f.entries();
@@ -352,45 +335,24 @@ async fn each_error_status_for_its_cause() {
     assert_eq!(r.status, 403);
 
     // 404: unknown seq, unknown record, unknown endpoint, unknown record kind.
-    let r = call(
-        &c,
-        a,
-        "GET",
-        "/v1/proof/inclusion?seq=99999",
-        Some(tok),
-        &[],
-        None,
-    )
-    .await;
+    let r = get(&c, a, "/v1/proof/inclusion?seq=99999", Some(tok)).await;
     assert_eq!(
         (r.status, r.json()["error"].clone()),
         (404, json!("not_found"))
     );
-    let r = call(
-        &c,
-        a,
-        "GET",
-        "/v1/records/member/M404",
-        Some(tok),
-        &[],
-        None,
-    )
-    .await;
+    let r = get(&c, a, "/v1/records/member/M404", Some(tok)).await;
     assert_eq!(r.status, 404);
-    let r = call(&c, a, "GET", "/v2/nothing", Some(tok), &[], None).await;
+    let r = get(&c, a, "/v2/nothing", Some(tok)).await;
     assert_eq!(r.status, 404);
-    let r = call(&c, a, "GET", "/v1/records/cats/1", Some(tok), &[], None).await;
+    let r = get(&c, a, "/v1/records/cats/1", Some(tok)).await;
     assert_eq!(r.status, 404);
 
     // The auditor reads the log; the free entry is there.
-    let r = call(
+    let r = get(
         &c,
         a,
-        "GET",
         "/v1/log?kind=note.added&limit=10",
         Some(f.token("aud")),
-        &[],
-        None,
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -403,7 +365,7 @@ async fn each_error_status_for_its_cause() {
     assert_eq!(v["next"], Value::Null);
 
     // Metrics count the statuses.
-    let r = call(&c, a, "GET", "/metrics", None, &[], None).await;
+    let r = get(&c, a, "/metrics", None).await;
     assert_eq!(r.status, 200);
     assert!(r.content_type.starts_with("text/plain"));
     for want in [
@@ -425,16 +387,7 @@ async fn records_are_read_as_the_caller_and_every_read_is_recorded() {
     let a = s.addr;
 
     // The provider of B1 reads M1, masked: it may read but not read_sensitive.
-    let r = call(
-        &c,
-        a,
-        "GET",
-        "/v1/records/member/M1",
-        Some(f.token("prov-b1")),
-        &[],
-        None,
-    )
-    .await;
+    let r = get(&c, a, "/v1/records/member/M1", Some(f.token("prov-b1"))).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let v = r.json();
     assert_eq!(v["masked"], true);
@@ -464,16 +417,7 @@ async fn records_are_read_as_the_caller_and_every_read_is_recorded() {
     assert_eq!(v["decision_seq"], json!(es[n - 1].seq));
 
     // The organisation department reads it unmasked.
-    let r = call(
-        &c,
-        a,
-        "GET",
-        "/v1/records/member/M1",
-        Some(f.token("dept-c1")),
-        &[],
-        None,
-    )
-    .await;
+    let r = get(&c, a, "/v1/records/member/M1", Some(f.token("dept-c1"))).await;
     assert_eq!(r.json()["masked"], false);
     assert_eq!(r.json()["record"]["phone"], "13900000001");
     // The read's decision names the sensitive fields it showed, never their values.
@@ -484,16 +428,7 @@ async fn records_are_read_as_the_caller_and_every_read_is_recorded() {
         .contains("13900000001"));
 
     // The provider of B2 may not read it: 403, the denial recorded, nothing of the record.
-    let r = call(
-        &c,
-        a,
-        "GET",
-        "/v1/records/member/M1",
-        Some(f.token("prov-b2")),
-        &[],
-        None,
-    )
-    .await;
+    let r = get(&c, a, "/v1/records/member/M1", Some(f.token("prov-b2"))).await;
     assert_eq!(r.status, 403);
     assert!(
         !r.body.contains("Zhang") && !r.body.contains("139"),
@@ -530,7 +465,7 @@ async fn records_are_read_as_the_caller_and_every_read_is_recorded() {
         }
     );
     // The service account itself (a sysadmin) may not read member data.
-    let r = call(&c, a, "GET", "/v1/records/member/M3", Some(svc), &[], None).await;
+    let r = get(&c, a, "/v1/records/member/M3", Some(svc)).await;
     assert_eq!(r.status, 403);
     // Acting for an unknown user: refused and recorded with the reason.
     let r = call(
@@ -747,16 +682,7 @@ async fn record_changes_are_decided_recorded_and_projected() {
         ),
         (Some("update"), Some("deny"), "member/M1")
     );
-    let r = call(
-        &c,
-        a,
-        "GET",
-        "/v1/records/member/M1",
-        Some(f.token("dept-c1")),
-        &[],
-        None,
-    )
-    .await;
+    let r = get(&c, a, "/v1/records/member/M1", Some(f.token("dept-c1"))).await;
     assert_eq!(r.json()["record"]["phone"], "13900000001");
 
     // A batch with one refused change writes none of its changes, only the decisions.
@@ -837,43 +763,28 @@ async fn proofs_and_checkpoints_verify_offline() {
         );
     }
     let size = f.ledger().size().unwrap();
-    let r = call(
+    let r = get(
         &c,
         a,
-        "GET",
         &format!("/v1/proof/inclusion?seq=3&size={size}"),
         Some(tok),
-        &[],
-        None,
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let p = djaudit::ledger::proof::Proof::parse(&r.body).expect("inclusion proof parses");
     assert!(p.verify());
-    let r = call(
+    let r = get(
         &c,
         a,
-        "GET",
         &format!("/v1/proof/consistency?old=2&new={size}"),
         Some(tok),
-        &[],
-        None,
     )
     .await;
     let p = djaudit::ledger::proof::Proof::parse(&r.body).expect("consistency proof parses");
     assert!(p.verify());
-    let r = call(
-        &c,
-        a,
-        "GET",
-        "/v1/proof/consistency?old=0",
-        Some(tok),
-        &[],
-        None,
-    )
-    .await;
+    let r = get(&c, a, "/v1/proof/consistency?old=0", Some(tok)).await;
     assert_eq!(r.status, 400);
-    let r = call(&c, a, "GET", "/v1/checkpoint", Some(tok), &[], None).await;
+    let r = get(&c, a, "/v1/checkpoint", Some(tok)).await;
     assert_eq!(r.status, 200);
     assert!(r.content_type.starts_with("text/plain"));
     assert!(r.body.starts_with("test.example/ledger\n"), "{}", r.body);
@@ -943,7 +854,7 @@ async fn shutdown_refuses_new_requests_and_finishes_those_in_flight() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     // New requests are refused while the one in flight finishes.
     let c = client();
-    let r = call(&c, a, "GET", "/v1/health", None, &[], None).await;
+    let r = get(&c, a, "/v1/health", None).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.json()["error"], "shutting_down");
     blocker.execute_batch("COMMIT").unwrap();
@@ -983,9 +894,7 @@ async fn scheduler_verifies_and_checkpoints_and_reports_failures() {
     let note_seq = r.json()["seq"].as_u64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let h = call(&c, a, "GET", "/v1/health", None, &[], None)
-            .await
-            .json();
+        let h = get(&c, a, "/v1/health", None).await.json();
         let v = &h["scans"]["verify"];
         let cp = &h["scans"]["checkpoint"];
         let ck = &h["scans"]["checks"];
@@ -1027,9 +936,7 @@ async fn scheduler_verifies_and_checkpoints_and_reports_failures() {
         .unwrap();
     }
     loop {
-        let h = call(&c, a, "GET", "/v1/health", None, &[], None)
-            .await
-            .json();
+        let h = get(&c, a, "/v1/health", None).await.json();
         if h["status"] == "failing" {
             assert_eq!(h["scans"]["verify"]["last_ok"], false);
             assert!(
@@ -1044,7 +951,7 @@ async fn scheduler_verifies_and_checkpoints_and_reports_failures() {
         assert!(Instant::now() < deadline, "verify did not fail: {h}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let m = call(&c, a, "GET", "/metrics", None, &[], None).await.body;
+    let m = get(&c, a, "/metrics", None).await.body;
     assert!(m.contains("djaudit_scan_last_ok{scan=\"verify\"} 0"), "{m}");
     assert!(
         !m.contains("djaudit_scan_failures_total{scan=\"verify\"} 0"),
