@@ -383,7 +383,7 @@ impl Gen {
                 let p18 = add_years(me.birth, 18);
                 let np = add_days(p18, -self.range(30, 300));
                 // The age rule applies to applications from the 1982 Constitution on.
-                if np >= p || np <= me.birth || np < rule_date(1982, 9, 6) {
+                if np >= p || np <= me.birth || np < constitution_1982() {
                     return None;
                 }
                 upd.application = Some(np);
@@ -406,7 +406,7 @@ impl Gen {
                     || nc > c
                     || nc > me.admission
                     || nc > add_months(v, 12)
-                    || nc < rule_date(2014, 6, 11)
+                    || nc < rules_2014()
                 {
                     return None;
                 }
@@ -416,7 +416,7 @@ impl Gen {
             MemberDefect::IntroducerCount => {
                 let first = me.introducers.first()?.clone();
                 // The introducer rules judge admissions from the 1982 Constitution on.
-                if me.introducers.len() != 2 || me.admission < rule_date(1982, 9, 6) {
+                if me.introducers.len() != 2 || me.admission < constitution_1982() {
                     return None;
                 }
                 upd.introducers = if self.chance(0.5) {
@@ -427,7 +427,7 @@ impl Gen {
                 vec![("development.introducers_count", subj)]
             }
             MemberDefect::IntroducerNotFull => {
-                if me.introducers.len() != 2 || me.admission < rule_date(1982, 9, 6) {
+                if me.introducers.len() != 2 || me.admission < constitution_1982() {
                     return None;
                 }
                 let keep = me.introducers.first()?.clone();
@@ -442,7 +442,7 @@ impl Gen {
                 vec![("development.introducer_not_full", subj)]
             }
             MemberDefect::IntroducerUnknown => {
-                if me.introducers.len() != 2 || me.admission < rule_date(1982, 9, 6) {
+                if me.introducers.len() != 2 || me.admission < constitution_1982() {
                     return None;
                 }
                 let keep = me.introducers.first()?.clone();
@@ -453,7 +453,7 @@ impl Gen {
                 // The 6–12 month range holds for admissions from the 2014 rules on.
                 if me.category != Category::Full
                     || me.full_date.is_none()
-                    || me.admission < rule_date(2014, 6, 11)
+                    || me.admission < rules_2014()
                 {
                     return None;
                 }
@@ -471,7 +471,7 @@ impl Gen {
                 // The probation rules judge admissions from the 1982 Constitution on.
                 if me.category != Category::Full
                     || f != me.probation_end()
-                    || me.admission < rule_date(1982, 9, 6)
+                    || me.admission < constitution_1982()
                 {
                     return None;
                 }
@@ -487,7 +487,7 @@ impl Gen {
                 if me.status != Status::Active
                     || me.category != Category::Full
                     || me.full_date.is_none()
-                    || me.admission < rule_date(1982, 9, 6)
+                    || me.admission < constitution_1982()
                 {
                     return None;
                 }
@@ -499,7 +499,7 @@ impl Gen {
                 vec![("development.probation_overdue", subj)]
             }
             MemberDefect::CategoryMismatch => {
-                if me.admission < rule_date(1982, 9, 6) {
+                if me.admission < constitution_1982() {
                     return None;
                 }
                 match (me.category, me.full_date) {
@@ -649,6 +649,18 @@ impl Gen {
         *ms.get_mut(k)? = upd;
         Some(found)
     }
+}
+
+/// From 1982-09-06 (the 1982 Constitution) the development and probation rules judge an
+/// admission (their first parameter set in policies/checks.toml); earlier ones are left alone.
+fn constitution_1982() -> NaiveDate {
+    rule_date(1982, 9, 6)
+}
+
+/// From 2014-06-11 (the 2014 rules on developing members) the activist period of at least a
+/// year and the 6–12 month probation extension apply.
+fn rules_2014() -> NaiveDate {
+    rule_date(2014, 6, 11)
 }
 
 /// The date from which a rule's parameters apply (policies/checks.toml).
