@@ -13,6 +13,9 @@ use super::merkle::{self, Hash};
 /// The only entry format version this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// [`FORMAT_VERSION`] as it stands in canonical entry bytes.
+const FORMAT_VERSION_TEXT: &str = "1";
+
 /// `prev` of entry 0.
 pub const ZERO_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -230,7 +233,7 @@ pub fn view_canonical(bytes: &[u8]) -> Option<EntryView<'_>> {
         }
         fits
     });
-    if !ok || n != NAMES.len() || values[7] != "1" || FORMAT_VERSION != 1 {
+    if !ok || n != NAMES.len() || values[7] != FORMAT_VERSION_TEXT {
         return None;
     }
     let [actor, _data, kind, prev, seq, subject, ts, _v] = values;
@@ -452,6 +455,11 @@ mod tests {
         }
         assert_eq!(hex_hash(&h), hex::encode(h));
         assert_eq!(parse_hex_hash(&hex_hash(&h)), Some(h));
+    }
+
+    #[test]
+    fn format_version_text_is_the_version() {
+        assert_eq!(FORMAT_VERSION_TEXT, FORMAT_VERSION.to_string());
     }
 
     #[test]
