@@ -75,6 +75,82 @@ impl<S: NodeSource + ?Sized> NodeSource for &S {
     }
 }
 
+/// Hashes per tile: one aligned block of `2^STORED_LEVEL_STEP` hashes of one stored level.
+const TILE_WIDTH: u64 = 1 << STORED_LEVEL_STEP;
+
+/// A [`NodeSource`] that reads whole tiles and keeps them: every range that lies inside
+/// one aligned block of [`TILE_WIDTH`] hashes of a level is served from that block, read
+/// once. A proof then costs one read per 8 levels (as a C2SP tlog-tiles client fetches one
+/// tile per 8 levels) instead of one per sibling. Ranges that cross a block boundary are
+/// passed through. Meant to live for one proof or root computation, not longer: it never
+/// forgets.
+pub struct Tiled<S> {
+    src: S,
+    /// Leaves the store holds: a tile is read only up to what exists.
+    size: u64,
+    tiles: std::cell::RefCell<std::collections::HashMap<(u32, u64), Vec<Hash>>>,
+}
+
+impl<S: NodeSource> Tiled<S> {
+    /// Reads `src`, which holds (at least) the first `size` leaves, tile by tile.
+    pub fn new(src: S, size: u64) -> Self {
+        Tiled {
+            src,
+            size,
+            tiles: Default::default(),
+        }
+    }
+
+    fn read(&self, level: u32, lo: u64, hi: u64) -> Result<Vec<Hash>, S::Error> {
+        let block = lo / TILE_WIDTH;
+        // Complete subtrees at `level` in the first `size` leaves.
+        let exists = self.size.checked_shr(level).unwrap_or(0);
+        if hi <= lo || (hi - 1) / TILE_WIDTH != block || hi > exists {
+            return self.raw(level, lo, hi);
+        }
+        let mut tiles = self.tiles.borrow_mut();
+        let tile = match tiles.entry((level, block)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let start = block * TILE_WIDTH;
+                // A partial tile at the right edge: as far as the tree goes.
+                e.insert(self.raw(level, start, exists.min(start + TILE_WIDTH))?)
+            }
+        };
+        if tile.len() as u64 > TILE_WIDTH {
+            // The store answered with too many: let `fetch` report it.
+            return Ok(tile.clone());
+        }
+        let start = (lo % TILE_WIDTH) as usize;
+        let end = ((hi - 1) % TILE_WIDTH) as usize + 1;
+        // Whatever of `lo..hi` the tile has; `fetch` reports a short answer as missing.
+        Ok(tile
+            .get(start.min(tile.len())..end.min(tile.len()))
+            .unwrap_or_default()
+            .to_vec())
+    }
+
+    fn raw(&self, level: u32, lo: u64, hi: u64) -> Result<Vec<Hash>, S::Error> {
+        if level == 0 {
+            self.src.leaves(lo, hi)
+        } else {
+            self.src.stored_nodes(level, lo, hi)
+        }
+    }
+}
+
+impl<S: NodeSource> NodeSource for Tiled<S> {
+    type Error = S::Error;
+
+    fn leaves(&self, lo: u64, hi: u64) -> Result<Vec<Hash>, Self::Error> {
+        self.read(0, lo, hi)
+    }
+
+    fn stored_nodes(&self, level: u32, lo: u64, hi: u64) -> Result<Vec<Hash>, Self::Error> {
+        self.read(level, lo, hi)
+    }
+}
+
 /// Why a tree hash or proof could not be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MerkleError<E> {
@@ -652,6 +728,8 @@ impl NodeSource for MemTree {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
     use std::cell::Cell;
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
@@ -1153,6 +1231,87 @@ mod tests {
                 consistency_mutations_fail(roots, old, new, &proof);
             }
         }
+    }
+
+    /// Counts the reads that reach the store.
+    struct Reads<'a>(&'a MemTree, Cell<usize>);
+
+    impl NodeSource for Reads<'_> {
+        type Error = Infallible;
+
+        fn leaves(&self, lo: u64, hi: u64) -> Result<Vec<Hash>, Infallible> {
+            self.1.set(self.1.get() + 1);
+            self.0.leaves(lo, hi)
+        }
+
+        fn stored_nodes(&self, level: u32, lo: u64, hi: u64) -> Result<Vec<Hash>, Infallible> {
+            self.1.set(self.1.get() + 1);
+            self.0.stored_nodes(level, lo, hi)
+        }
+    }
+
+    #[test]
+    fn tiled_reads_give_the_same_proofs_with_one_read_per_tile() {
+        let (_, tree) = big();
+        let n = BIG as u64;
+        let sizes = [1, 255, 256, 257, 65_535, 65_536, 65_537, 69_999, n];
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for &size in &sizes {
+            for _ in 0..40 {
+                let index = rng.gen_range(0..size);
+                let plain = Reads(tree, Default::default());
+                let tiled = Tiled::new(Reads(tree, Default::default()), size);
+                let want = unwrap(inclusion_proof(&plain, index, size));
+                assert_eq!(unwrap(inclusion_proof(&tiled, index, size)), want, "{index}/{size}");
+                // Leaves, level 8 and the right edge: a handful of tiles, whatever the path.
+                let reads = tiled.src.1.get();
+                assert!(reads <= 8, "{reads} reads for {index}/{size}");
+                if size > 1 << 16 {
+                    assert!(reads < plain.1.get(), "{reads} vs {}", plain.1.get());
+                }
+                let old = rng.gen_range(0..=size);
+                let tiled = Tiled::new(tree, size);
+                assert_eq!(
+                    unwrap(consistency_proof(&tiled, old, size)),
+                    unwrap(consistency_proof(tree, old, size)),
+                    "{old} -> {size}"
+                );
+                assert_eq!(unwrap(root(&tiled, old)), unwrap(root(tree, old)));
+            }
+        }
+    }
+
+    #[test]
+    fn fail_tiled_reads_report_missing_and_surplus_hashes() {
+        let tree = MemTree::from_leaves(synthetic_leaves(300));
+        // Leaf 300 is not there: the tile is short, and that is reported, not hidden.
+        let tiled = Tiled::new(&tree, 301);
+        assert_eq!(
+            inclusion_proof(&tiled, 0, 301),
+            Err(MerkleError::Missing {
+                level: 0,
+                index: 300
+            })
+        );
+        assert_eq!(inclusion_proof(&tiled, 0, 301), inclusion_proof(&tree, 0, 301));
+        /// Answers every read with one hash too many.
+        struct Surplus(MemTree);
+        impl NodeSource for Surplus {
+            type Error = Infallible;
+            fn leaves(&self, lo: u64, hi: u64) -> Result<Vec<Hash>, Infallible> {
+                let mut v = self.0.leaves(lo, hi)?;
+                v.push([0; 32]);
+                Ok(v)
+            }
+            fn stored_nodes(&self, l: u32, lo: u64, hi: u64) -> Result<Vec<Hash>, Infallible> {
+                self.0.stored_nodes(l, lo, hi)
+            }
+        }
+        let tiled = Tiled::new(Surplus(tree), 300);
+        assert!(matches!(
+            inclusion_proof(&tiled, 3, 300),
+            Err(MerkleError::WrongCount { level: 0, .. })
+        ));
     }
 
     #[test]

@@ -463,65 +463,84 @@ impl Ledger {
 
     /// Merkle root of the first `size` entries.
     pub fn root(&self, size: u64) -> Result<Hash> {
-        let ledger_size = self.size()?;
-        if size > ledger_size {
-            return Err(LedgerError::BadSize { size, ledger_size });
+        self.snapshot(|conn| {
+            let ledger_size = tree_size(conn)?;
+            if size > ledger_size {
+                return Err(LedgerError::BadSize { size, ledger_size });
+            }
+            merkle::root(&DbNodes(conn), size).map_err(merkle_err)
+        })
+    }
+
+    /// Runs `read` in one read transaction, so that the size, the nodes and the entries it
+    /// reads are of one state of the ledger (and the read lock is taken once, not once a
+    /// statement). Inside a transaction the caller already holds, runs it in that one.
+    fn snapshot<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if !self.conn.is_autocommit() {
+            return read(&self.conn);
         }
-        merkle::root(&DbNodes(&self.conn), size).map_err(merkle_err)
+        let tx = self.conn.unchecked_transaction()?;
+        let out = read(&tx)?;
+        tx.commit()?;
+        Ok(out)
     }
 
     /// RFC 9162 inclusion proof of entry `index` in the tree of `size` entries.
     pub fn inclusion_proof(&self, index: u64, size: Option<u64>) -> Result<InclusionProof> {
-        let ledger_size = self.size()?;
-        let size = size.unwrap_or(ledger_size);
-        if size > ledger_size || size == 0 {
-            return Err(LedgerError::BadSize { size, ledger_size });
-        }
-        if index >= size {
-            return Err(LedgerError::UnknownSeq { seq: index, size });
-        }
-        let src = DbNodes(&self.conn);
-        let path = merkle::inclusion_proof(&src, index, size).map_err(merkle_err)?;
-        let leaf = self.entry(index)?.leaf_hash;
-        // The path determines the root; no second walk over the tree is needed.
-        let root = merkle::root_from_inclusion(&leaf, index, size, &path).ok_or_else(|| {
-            LedgerError::Damaged(format!(
-                "inclusion path of entry {index} does not fit size {size}"
-            ))
-        })?;
-        Ok(InclusionProof {
-            leaf_index: index,
-            tree_size: size,
-            leaf_hash: leaf,
-            root,
-            path,
+        self.snapshot(|conn| {
+            let ledger_size = tree_size(conn)?;
+            let size = size.unwrap_or(ledger_size);
+            if size > ledger_size || size == 0 {
+                return Err(LedgerError::BadSize { size, ledger_size });
+            }
+            if index >= size {
+                return Err(LedgerError::UnknownSeq { seq: index, size });
+            }
+            let src = merkle::Tiled::new(DbNodes(conn), size);
+            let path = merkle::inclusion_proof(&src, index, size).map_err(merkle_err)?;
+            let leaf = leaf_at(&src, index)?;
+            // The path determines the root; no second walk over the tree is needed.
+            let root = merkle::root_from_inclusion(&leaf, index, size, &path).ok_or_else(|| {
+                LedgerError::Damaged(format!(
+                    "inclusion path of entry {index} does not fit size {size}"
+                ))
+            })?;
+            Ok(InclusionProof {
+                leaf_index: index,
+                tree_size: size,
+                leaf_hash: leaf,
+                root,
+                path,
+            })
         })
     }
 
     /// RFC 9162 consistency proof between tree sizes `old` and `new`.
     pub fn consistency_proof(&self, old: u64, new: Option<u64>) -> Result<ConsistencyProof> {
-        let ledger_size = self.size()?;
-        let new = new.unwrap_or(ledger_size);
-        if new > ledger_size {
-            return Err(LedgerError::BadSize {
-                size: new,
-                ledger_size,
-            });
-        }
-        if old == 0 || old > new {
-            return Err(LedgerError::BadSize {
-                size: old,
-                ledger_size: new,
-            });
-        }
-        let src = DbNodes(&self.conn);
-        let path = merkle::consistency_proof(&src, old, new).map_err(merkle_err)?;
-        Ok(ConsistencyProof {
-            old_size: old,
-            new_size: new,
-            old_root: merkle::root(&src, old).map_err(merkle_err)?,
-            new_root: merkle::root(&src, new).map_err(merkle_err)?,
-            path,
+        self.snapshot(|conn| {
+            let ledger_size = tree_size(conn)?;
+            let new = new.unwrap_or(ledger_size);
+            if new > ledger_size {
+                return Err(LedgerError::BadSize {
+                    size: new,
+                    ledger_size,
+                });
+            }
+            if old == 0 || old > new {
+                return Err(LedgerError::BadSize {
+                    size: old,
+                    ledger_size: new,
+                });
+            }
+            let src = merkle::Tiled::new(DbNodes(conn), new);
+            let path = merkle::consistency_proof(&src, old, new).map_err(merkle_err)?;
+            Ok(ConsistencyProof {
+                old_size: old,
+                new_size: new,
+                old_root: merkle::root(&src, old).map_err(merkle_err)?,
+                new_root: merkle::root(&src, new).map_err(merkle_err)?,
+                path,
+            })
         })
     }
 
@@ -650,6 +669,18 @@ fn checkpoint_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredChec
             root.len()
         ))),
     })
+}
+
+/// The stored leaf hash of entry `index`, through `src` (which has it in its tile when a
+/// proof for the entry was just made).
+fn leaf_at(src: &impl NodeSource<Error = LedgerError>, index: u64) -> Result<Hash> {
+    src.leaves(index, index + 1)?
+        .first()
+        .copied()
+        .ok_or(LedgerError::UnknownSeq {
+            seq: index,
+            size: index,
+        })
 }
 
 fn tree_size(conn: &Connection) -> Result<u64> {
