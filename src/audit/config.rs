@@ -1,5 +1,8 @@
-//! Settings of the access anomaly rules: `policies/access.toml`, embedded in the binary and
-//! overlaid by a file of the same shape (`audit access --rules FILE`).
+//! Settings of the access anomaly rules: the `[working_hours]` table and the `access` family
+//! of `policies/checks.toml`, embedded in the binary and overlaid by a file of the same shape
+//! (`audit access --rules FILE`). The other tables of that file are the consistency checks'
+//! (`crate::checks::config`); they are left to the checks, so that one file can hold the
+//! settings of both.
 //!
 //! The raw TOML is merged (the overlay's tables and keys replace the defaults'), then parsed
 //! once into [`AccessConfig`], whose values are checked: code that holds an
@@ -12,8 +15,11 @@ use serde::Deserialize;
 
 use super::Severity;
 
-/// The default settings, `policies/access.toml`.
-pub const DEFAULT_ACCESS_TOML: &str = include_str!("../../policies/access.toml");
+use crate::checks::config::{ACCESS_SECTIONS, EMBEDDED_TOML};
+use crate::checks::Family;
+
+/// Name of the embedded settings file in messages.
+const EMBEDDED_NAME: &str = "checks.toml";
 
 /// A settings file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +27,7 @@ pub enum ConfigError {
     /// Not TOML, or a key of the wrong type, or a key or table that does not exist.
     #[error("`{file}`: {message}")]
     Parse {
-        /// The file (`access.toml` for the embedded default).
+        /// The file (`checks.toml` for the embedded default).
         file: String,
         /// What is wrong.
         message: String,
@@ -228,14 +234,14 @@ impl AccessConfig {
 
     /// The embedded defaults overlaid by `(file name, TOML text)`.
     pub fn load(overlay: Option<(&str, &str)>) -> Result<AccessConfig, ConfigError> {
-        let mut base = parse_table("access.toml", DEFAULT_ACCESS_TOML)?;
+        let mut base = parse_table(EMBEDDED_NAME, EMBEDDED_TOML)?;
         let file = match overlay {
             Some((name, text)) => {
                 let over = parse_table(name, text)?;
                 merge(&mut base, over);
                 name
             }
-            None => "access.toml",
+            None => EMBEDDED_NAME,
         };
         let raw: RawConfig =
             toml::Value::Table(base)
@@ -248,11 +254,20 @@ impl AccessConfig {
     }
 }
 
+/// The access audit's part of a settings file: its own tables, and any table that is
+/// neither its own nor a consistency-check family (so that a misspelt table is reported as
+/// unknown rather than passed over).
 fn parse_table(file: &str, text: &str) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
-        file: file.to_string(),
-        message: e.message().to_string(),
-    })
+    let mut table = text
+        .parse::<toml::Table>()
+        .map_err(|e| ConfigError::Parse {
+            file: file.to_string(),
+            message: e.message().to_string(),
+        })?;
+    table.retain(|key, _| {
+        ACCESS_SECTIONS.contains(&key) || !Family::ALL.iter().any(|f| f.as_str() == key)
+    });
+    Ok(table)
 }
 
 /// Overlays `over` onto `base`: tables merge key by key, any other value replaces.
@@ -496,6 +511,30 @@ max_members = 20
         // 2026-10-01 is a Thursday holiday; 2026-10-10 a Saturday working day.
         assert!(!c.hours.is_working(&utc("2026-10-01T10:00:00Z")));
         assert!(c.hours.is_working(&utc("2026-10-10T10:00:00Z")));
+    }
+
+    #[test]
+    fn one_file_serves_the_checks_and_the_access_audit() {
+        // The embedded checks.toml holds both parts; each reads its own.
+        assert!(EMBEDDED_TOML.contains("[access.bulk_read]"));
+        assert!(EMBEDDED_TOML.contains("[member.id_checksum]"));
+        let text = "[member.id_checksum]\nseverity = \"warning\"\n\n[access.bulk_read]\nmax_members = 7\n";
+        let c = AccessConfig::load(Some(("both.toml", text))).expect("access part");
+        assert_eq!(c.bulk_read.max_members, 7);
+        let checks = crate::checks::CheckConfig::embedded()
+            .with_overrides(text)
+            .expect("checks part");
+        assert_eq!(
+            checks.rule("member.id_checksum").map(|r| r.severity),
+            Some(Severity::Warning)
+        );
+        // A table that belongs to neither is still refused by both.
+        let typo = "[acess.bulk_read]\nmax_members = 7\n";
+        let err = AccessConfig::load(Some(("typo.toml", typo))).err().map(|e| e.to_string());
+        assert!(err.unwrap_or_default().contains("unknown field `acess`"));
+        assert!(crate::checks::CheckConfig::embedded()
+            .with_overrides(typo)
+            .is_err());
     }
 
     #[test]

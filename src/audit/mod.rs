@@ -2,10 +2,11 @@
 //! leakage (信息泄漏), as findings a security officer reviews (DESIGN §7, Access).
 //!
 //! [`audit_access`] streams the decisions of a period from the ledger (an access happened at
-//! its `data.at`, else at the entry's `ts`) and runs the rules of `policies/access.toml`
-//! ([`AccessConfig`]): bulk reads, off-hours access, denial bursts, sensitive exports and
-//! administrators reading member data per user in time order ([`rules`]), then
-//! separation-of-duties (same user changed and approved a record) and dormant accounts.
+//! its `data.at`, else at the entry's `ts`) and runs the access rules of
+//! `policies/checks.toml` ([`AccessConfig`]): bulk reads, off-hours access, denial bursts,
+//! sensitive exports and administrators reading member data per user in time order
+//! ([`rules`]), then separation-of-duties (same user changed and approved a record) and
+//! dormant accounts.
 //!
 //! Memory is bounded per user: a sliding window or a per-day total for each rule, not the
 //! period's accesses. Accesses of one user normally reach the ledger in time order (live
@@ -27,7 +28,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-pub use config::{AccessConfig, ConfigError, WorkingHours, DEFAULT_ACCESS_TOML};
+pub use config::{AccessConfig, ConfigError, WorkingHours};
 pub use rules::Access;
 
 use crate::ledger::entry::Entry;

@@ -2,7 +2,7 @@
 //! month of accesses by the users of a projection ([`normal_month`]) and the suspicious
 //! case of one user reading many members fast ([`bulk_read`]).
 //!
-//! An ordinary month raises no finding with the default rules of `policies/access.toml`:
+//! An ordinary month raises no finding with the default access rules of `policies/checks.toml`:
 //! every access falls between 09:00 and 18:00 Asia/Shanghai time (UTC+8) on a weekday, no
 //! user reads more than a few dozen members in ten minutes, denials are rare and spread
 //! out, nobody exports or reads sensitive fields, the administrators never touch member

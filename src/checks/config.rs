@@ -17,6 +17,10 @@ use super::{all_defs, Family, ParamKind, RuleDef, Severity};
 /// The embedded default rule settings.
 pub const EMBEDDED_TOML: &str = include_str!("../../policies/checks.toml");
 
+/// Top-level tables of `checks.toml` that hold the access audit's settings
+/// (`crate::audit::AccessConfig`), not the consistency checks': skipped here, read there.
+pub const ACCESS_SECTIONS: [&str; 2] = ["working_hours", "access"];
+
 /// An error in a checks config file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -195,6 +199,9 @@ fn apply(
     let table: toml::Table = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
     let defs = all_defs();
     for (family_name, family_value) in &table {
+        if ACCESS_SECTIONS.contains(&family_name.as_str()) {
+            continue;
+        }
         let family = Family::ALL
             .iter()
             .find(|f| f.as_str() == family_name)

@@ -110,7 +110,7 @@ pub struct AuditAccessArgs {
     /// Only this user's accesses and findings.
     #[arg(long)]
     pub user: Option<String>,
-    /// A TOML file overlaid on the default rule settings (policies/access.toml).
+    /// A TOML file overlaid on the default rule settings (the access part of policies/checks.toml).
     #[arg(long)]
     pub rules: Option<PathBuf>,
     /// Exit 1 when there is a finding of this severity or above.
