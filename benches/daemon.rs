@@ -1,6 +1,7 @@
 //! Durable appends through the daemon: 64 concurrent clients over loopback, each sending
 //! `POST /v1/entries` one after another; every 201 is an fsynced append (group commit).
-//! Prints appends/s and p50/p99/max latency, and the writer's batch sizes.
+//! Prints appends/s and p50/p99/max latency, the writer's batch sizes, and as a baseline the
+//! rate of the same clients and server answering `GET /metrics` (no storage at all).
 //!
 //! Target (DESIGN §11): ≥ 20k appends/s, p99 ≤ 25 ms on a 2-core machine.
 //! `DJAUDIT_BENCH_N` sets the number of appends (default 50 000).
@@ -19,6 +20,40 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 const CLIENTS: u64 = 64;
+
+/// Runs [`CLIENTS`] clients, each sending `per_client` requests made by `make(client, i)` one
+/// after another; every answer must be a success. Returns each request's latency and the
+/// wall time of the whole run.
+async fn load<F>(per_client: u64, make: F) -> (Vec<Duration>, Duration)
+where
+    F: Fn(u64, u64) -> hyper::Request<Full<Bytes>> + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            let mut lat = Vec::with_capacity(per_client as usize);
+            for i in 0..per_client {
+                let req = make(c, i);
+                let t = Instant::now();
+                let resp = client.request(req).await.expect("response");
+                let status = resp.status();
+                let _ = resp.into_body().collect().await.expect("body");
+                assert!(status.is_success(), "request refused: {status}");
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("client"));
+    }
+    (lat, start.elapsed())
+}
 
 fn main() {
     let n = common::env_n(50_000);
@@ -63,37 +98,16 @@ fn main() {
 
         let token = Arc::new(token);
         let per_client = n.div_ceil(CLIENTS);
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for c in 0..CLIENTS {
-            let token = token.clone();
-            tasks.push(tokio::spawn(async move {
-                let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-                let mut lat = Vec::with_capacity(per_client as usize);
-                for i in 0..per_client {
-                    let body = format!(
-                        r#"{{"kind":"bench.append","subject":"client/{c}","data":{{"i":{i}}}}}"#
-                    );
-                    let req = hyper::Request::post(format!("http://{addr}/v1/entries"))
-                        .header("authorization", format!("Bearer {token}"))
-                        .header("content-type", "application/json")
-                        .body(Full::new(Bytes::from(body)))
-                        .expect("request");
-                    let t = Instant::now();
-                    let resp = client.request(req).await.expect("response");
-                    let status = resp.status().as_u16();
-                    let _ = resp.into_body().collect().await.expect("body");
-                    assert_eq!(status, 201, "append refused");
-                    lat.push(t.elapsed());
-                }
-                lat
-            }));
-        }
-        let mut lat = Vec::new();
-        for t in tasks {
-            lat.extend(t.await.expect("client"));
-        }
-        let wall = start.elapsed();
+        let (mut lat, wall) = load(per_client, move |c, i| {
+            let body =
+                format!(r#"{{"kind":"bench.append","subject":"client/{c}","data":{{"i":{i}}}}}"#);
+            hyper::Request::post(format!("http://{addr}/v1/entries"))
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .expect("request")
+        })
+        .await;
         lat.sort_unstable();
         let pct = |p: f64| {
             let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
@@ -133,6 +147,18 @@ fn main() {
                 lat.len() as f64 / batches
             );
         }
+        // Baseline: the same clients and server answering `GET /metrics` (rendered from
+        // memory: no token, no storage, no fsync) — what the HTTP round trip alone allows.
+        let (base, base_wall) = load(per_client, move |_, _| {
+            hyper::Request::get(format!("http://{addr}/metrics"))
+                .body(Full::new(Bytes::new()))
+                .expect("request")
+        })
+        .await;
+        println!(
+            "  baseline, same clients and server, GET /metrics (no storage): {:.0} requests/s",
+            common::rate(base.len() as u64, base_wall)
+        );
         let _ = stop.send(());
         let _ = server.await;
     });
