@@ -518,7 +518,8 @@ max_members = 20
         // The embedded checks.toml holds both parts; each reads its own.
         assert!(EMBEDDED_TOML.contains("[access.bulk_read]"));
         assert!(EMBEDDED_TOML.contains("[member.id_checksum]"));
-        let text = "[member.id_checksum]\nseverity = \"warning\"\n\n[access.bulk_read]\nmax_members = 7\n";
+        let text =
+            "[member.id_checksum]\nseverity = \"warning\"\n\n[access.bulk_read]\nmax_members = 7\n";
         let c = AccessConfig::load(Some(("both.toml", text))).expect("access part");
         assert_eq!(c.bulk_read.max_members, 7);
         let checks = crate::checks::CheckConfig::embedded()
@@ -530,7 +531,9 @@ max_members = 20
         );
         // A table that belongs to neither is still refused by both.
         let typo = "[acess.bulk_read]\nmax_members = 7\n";
-        let err = AccessConfig::load(Some(("typo.toml", typo))).err().map(|e| e.to_string());
+        let err = AccessConfig::load(Some(("typo.toml", typo)))
+            .err()
+            .map(|e| e.to_string());
         assert!(err.unwrap_or_default().contains("unknown field `acess`"));
         assert!(crate::checks::CheckConfig::embedded()
             .with_overrides(typo)

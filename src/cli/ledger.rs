@@ -394,14 +394,18 @@ pub fn verify(data: &Path, a: VerifyArgs) -> CmdResult {
         None => Ok(()),
     };
     // Without replay no observer: verification then reads entries in place (its fast path).
-    let report = verify::verify(
-        &ledger,
-        VerifyOptions {
-            checkpoint: checkpoint.as_deref(),
-            vkey: vkey.as_ref(),
-            observer: if a.replay { Some(&mut observer) } else { None },
-        },
-    )?;
+    let size = ledger.size()?;
+    let report = super::with_progress("verifying", "entries", Some(size), |progress| {
+        verify::verify(
+            &ledger,
+            VerifyOptions {
+                checkpoint: checkpoint.as_deref(),
+                vkey: vkey.as_ref(),
+                observer: if a.replay { Some(&mut observer) } else { None },
+                progress: Some(progress),
+            },
+        )
+    })?;
     let mut replay_diff = None;
     if report.ok {
         if let Some(r) = replay.take() {

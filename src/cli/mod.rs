@@ -173,6 +173,61 @@ fn run(cli: Cli) -> CmdResult {
 }
 
 /// Writes a JSON document to stdout.
+/// A progress display on stderr when it is a terminal; nothing otherwise: a counter of `unit`
+/// (rows, entries) with its rate, or a bar when the `total` is known.
+fn progress_bar(what: &str, unit: &str, total: Option<u64>) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let (bar, template) = match total {
+        Some(n) => (
+            indicatif::ProgressBar::new(n),
+            format!(
+                "{{msg}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} ({{rate}}, {{eta}} left)"
+            ),
+        ),
+        None => (
+            indicatif::ProgressBar::new_spinner(),
+            format!("{{spinner}} {{msg}}: {{human_pos}} {unit} ({{rate}}) {{elapsed}}"),
+        ),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        // Whole units a second: `{per_sec}` prints four decimals.
+        let style = style.with_key(
+            "rate",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", s.per_sec());
+            },
+        );
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(bar)
+}
+
+/// Runs `f` with a progress callback that drives a display on a terminal (see
+/// [`progress_bar`]), then clears it.
+pub fn with_progress<T>(
+    what: &str,
+    unit: &str,
+    total: Option<u64>,
+    f: impl FnOnce(&mut dyn FnMut(u64)) -> T,
+) -> T {
+    let bar = progress_bar(what, unit, total);
+    let mut progress = |done: u64| {
+        if let Some(b) = &bar {
+            b.set_position(done);
+        }
+    };
+    let out = f(&mut progress);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    out
+}
+
 pub fn print_json(v: &impl serde::Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(v).map_err(CliError::storage)?;
     println!("{text}");

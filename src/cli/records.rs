@@ -5,7 +5,7 @@
 //! them needs `--as USER` and is decided and recorded by `policy::enforce`. A refusal exits
 //! 1 (`access denied: …`), an unknown user 2.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,7 +23,7 @@ use djaudit::records::projection;
 use djaudit::records::reconcile::{self, Reconciliation};
 use djaudit::records::RecordError;
 
-use super::{print_json, CliError, CmdResult, EXIT_NO};
+use super::{print_json, with_progress, CliError, CmdResult, EXIT_NO};
 
 /// The warning of a ledger without user accounts.
 const BOOTSTRAP_WARNING: &str =
@@ -246,43 +246,14 @@ pub(super) fn denied(ledger: &mut Ledger, d: &Denial, what: &str) -> CmdResult {
     })
 }
 
-/// A row counter on stderr when it is a terminal; nothing otherwise.
-fn progress_bar(what: &str) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new_spinner();
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} {msg}: {human_pos} rows ({per_sec}) {elapsed}",
-    ) {
-        bar.set_style(style);
-    }
-    bar.set_message(what.to_owned());
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    Some(bar)
-}
-
-/// Runs `f` with a progress callback that drives a bar on a terminal, then clears the bar.
-fn with_progress<T>(what: &str, f: impl FnOnce(&mut dyn FnMut(u64)) -> T) -> T {
-    let bar = progress_bar(what);
-    let mut progress = |rows: u64| {
-        if let Some(b) = &bar {
-            b.set_position(rows);
-        }
-    };
-    let out = f(&mut progress);
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-    out
-}
-
 pub fn import(data: &Path, a: ImportArgs) -> CmdResult {
     let mut ledger = Ledger::open(data)?;
     let access = access(&mut ledger, &a.who, "import")?;
     let enforcer = access.enforcer(&ledger)?;
     let result = with_progress(
         &format!("importing {}", a.kind.plural()),
+        "rows",
+        None,
         |progress| match enforcer {
             None => import::import(
                 &mut ledger,
@@ -337,23 +308,24 @@ pub fn reconcile(data: &Path, a: ReconcileArgs) -> CmdResult {
     let mut ledger = Ledger::open(data)?;
     let access = access(&mut ledger, &a.who, "cli")?;
     let enforcer = access.enforcer(&ledger)?;
-    let result =
-        with_progress(
-            &format!("reconciling {}", a.kind.plural()),
-            |progress| match enforcer {
-                None => reconcile::reconcile(
-                    &mut ledger,
-                    a.kind,
-                    &a.file,
-                    a.read.options(),
-                    access.actor(),
-                    progress,
-                )
-                .map(|value| Enforced::Allowed { value, seq: None })
-                .map_err(EnforceError::from),
-                Some(e) => e.reconcile(&mut ledger, a.kind, &a.file, a.read.options(), progress),
-            },
-        );
+    let result = with_progress(
+        &format!("reconciling {}", a.kind.plural()),
+        "rows",
+        None,
+        |progress| match enforcer {
+            None => reconcile::reconcile(
+                &mut ledger,
+                a.kind,
+                &a.file,
+                a.read.options(),
+                access.actor(),
+                progress,
+            )
+            .map(|value| Enforced::Allowed { value, seq: None })
+            .map_err(EnforceError::from),
+            Some(e) => e.reconcile(&mut ledger, a.kind, &a.file, a.read.options(), progress),
+        },
+    );
     let r = match result? {
         Enforced::Allowed { value, .. } => value,
         Enforced::Denied(d) => return denied(&mut ledger, &d, "nothing compared"),

@@ -1262,7 +1262,11 @@ mod tests {
                 let plain = Reads(tree, Default::default());
                 let tiled = Tiled::new(Reads(tree, Default::default()), size);
                 let want = unwrap(inclusion_proof(&plain, index, size));
-                assert_eq!(unwrap(inclusion_proof(&tiled, index, size)), want, "{index}/{size}");
+                assert_eq!(
+                    unwrap(inclusion_proof(&tiled, index, size)),
+                    want,
+                    "{index}/{size}"
+                );
                 // Leaves, level 8 and the right edge: a handful of tiles, whatever the path.
                 let reads = tiled.src.1.get();
                 assert!(reads <= 8, "{reads} reads for {index}/{size}");
@@ -1293,7 +1297,10 @@ mod tests {
                 index: 300
             })
         );
-        assert_eq!(inclusion_proof(&tiled, 0, 301), inclusion_proof(&tree, 0, 301));
+        assert_eq!(
+            inclusion_proof(&tiled, 0, 301),
+            inclusion_proof(&tree, 0, 301)
+        );
         /// Answers every read with one hash too many.
         struct Surplus(MemTree);
         impl NodeSource for Surplus {

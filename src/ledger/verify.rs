@@ -18,6 +18,12 @@ use super::store::{Ledger, LedgerError, StoredCheckpoint, TILE_HEIGHT};
 /// A callback that sees every entry that passed, in order; `Err` stops verification there.
 pub type Observer<'a> = &'a mut dyn FnMut(&Entry) -> Result<(), String>;
 
+/// A callback told how many entries have been checked so far (for a progress bar).
+pub type Progress<'a> = &'a mut dyn FnMut(u64);
+
+/// Entries between two calls of [`VerifyOptions::progress`].
+pub const PROGRESS_EVERY: u64 = 4096;
+
 /// What to verify besides the stored ledger.
 #[derive(Default)]
 pub struct VerifyOptions<'a> {
@@ -27,6 +33,9 @@ pub struct VerifyOptions<'a> {
     pub vkey: Option<&'a VerifierKey>,
     /// Called with every entry that passed, in order (projection replay).
     pub observer: Option<Observer<'a>>,
+    /// Called with the number of entries checked, every [`PROGRESS_EVERY`] entries and once
+    /// at the end of the pass.
+    pub progress: Option<Progress<'a>>,
 }
 
 /// The first problem found.
@@ -337,6 +346,11 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
             break;
         }
         expected_seq = seq + 1;
+        if expected_seq % PROGRESS_EVERY == 0 {
+            if let Some(p) = opts.progress.as_mut() {
+                p(expected_seq);
+            }
+        }
         // The root is needed only where a checkpoint commits to this size.
         let at_checkpoint = cp_iter.peek().is_some_and(|(s, _)| *s == expected_seq)
             || external
@@ -358,6 +372,9 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
     }
     drop(rows);
     drop(stmt);
+    if let Some(p) = opts.progress.as_mut() {
+        p(expected_seq);
+    }
 
     if failure.is_none() {
         if let Some((cp_size, _)) = cp_iter.next() {
@@ -527,4 +544,64 @@ fn check_entry(
         ));
     }
     Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Actor, NewEntry};
+    use serde_json::json;
+
+    fn ledger(n: u64) -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut l =
+            Ledger::init(&dir.path().join("l"), "test.example/l", Actor::cli("a")).expect("init");
+        let mut w = l.write().expect("write");
+        for i in 0..n {
+            let e = NewEntry::new("note.test", "case/1", Actor::cli("a"), json!({ "i": i }))
+                .expect("entry");
+            w.append(e).expect("append");
+        }
+        w.commit().expect("commit");
+        (dir, l)
+    }
+
+    #[test]
+    fn progress_counts_up_to_the_entries_checked() {
+        let (_dir, l) = ledger(10_000);
+        let mut seen = Vec::new();
+        let mut progress = |n: u64| seen.push(n);
+        let report = verify(
+            &l,
+            VerifyOptions {
+                progress: Some(&mut progress),
+                ..Default::default()
+            },
+        )
+        .expect("verify");
+        assert!(report.ok, "{:?}", report.failure);
+        assert_eq!(seen, [4096, 8192, report.size]);
+
+        // A pass that stops early ends its progress where it stopped.
+        let mut seen = Vec::new();
+        let mut progress = |n: u64| seen.push(n);
+        let mut observer = |e: &Entry| {
+            if e.seq == 5000 {
+                Err("stop here".to_string())
+            } else {
+                Ok(())
+            }
+        };
+        let report = verify(
+            &l,
+            VerifyOptions {
+                progress: Some(&mut progress),
+                observer: Some(&mut observer),
+                ..Default::default()
+            },
+        )
+        .expect("verify");
+        assert_eq!(report.failure.map(|f| f.seq), Some(5000));
+        assert_eq!(seen, [4096, 5000]);
+    }
 }
