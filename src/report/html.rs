@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use super::model::{Finding, Lang, Report, Severities, MEETING_KINDS};
 use super::sign::{embedded_json, HTML_CLOSE, HTML_OPEN};
 use super::svg::{self, Series};
+use super::table::{self, Cell, Table};
 use super::ReportError;
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -238,6 +239,29 @@ impl Out {
             self.push("</tr>\n");
         }
         self.push("</tbody></table></div>\n");
+    }
+
+    /// A table of the shared model ([`table::Table`]), its cells marked up for HTML.
+    fn draw(&mut self, t: &Table) {
+        let lang = self.lang;
+        let rows: Vec<Vec<(String, &str)>> = t
+            .rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|c| match c {
+                        Cell::Text(s) => cell(s),
+                        Cell::Opt(v) => (opt(v.as_deref()), ""),
+                        Cell::Label(s) => cell(s),
+                        Cell::Code(s) => (format!("<code>{}</code>", esc(s)), ""),
+                        Cell::Num(n) => num(*n),
+                        Cell::Severity(s) => sev_cell(lang, s),
+                        Cell::Values(s) => (esc(s), "v"),
+                    })
+                    .collect()
+            })
+            .collect();
+        self.table(&t.head, &rows);
     }
 
     fn para(&mut self, text: &str) {
@@ -581,92 +605,20 @@ fn changes(o: &mut Out, r: &Report) {
     ));
     o.push("\n");
     o.push(&format!("<h3>{}</h3>\n", esc(o.t("按类型", "By kind"))));
-    let rows: Vec<Vec<(String, &str)>> = c
-        .by_kind
-        .iter()
-        .map(|k| {
-            vec![
-                cell(&kind_label(lang, &k.key)),
-                (format!("<code>{}</code>", esc(&k.key)), ""),
-                num(k.count),
-            ]
-        })
-        .collect();
-    o.table(
-        &[
-            (o.t("类型", "Kind"), false),
-            (o.t("条目类型", "Entry kind"), false),
-            (o.t("数量", "Count"), true),
-        ],
-        &rows,
-    );
+    o.draw(&table::changes_by_kind(lang, &c.by_kind));
     o.push(&format!(
         "<h3>{}</h3>\n",
         esc(o.t("按组织", "By organisation"))
     ));
-    let rows: Vec<Vec<(String, &str)>> = c
-        .by_org
-        .iter()
-        .map(|g| {
-            vec![
-                cell(
-                    &g.org_id
-                        .clone()
-                        .unwrap_or_else(|| o.t("（未知）", "(unknown)").to_owned()),
-                ),
-                (opt(g.name.as_deref()), ""),
-                num(g.count),
-            ]
-        })
-        .collect();
-    o.table(
-        &[
-            (o.t("组织编号", "Org id"), false),
-            (o.t("名称", "Name"), false),
-            (o.t("数量", "Count"), true),
-        ],
-        &rows,
-    );
+    o.draw(&table::changes_by_org(lang, &c.by_org));
     o.push(&format!("<h3>{}</h3>\n", esc(o.t("按操作人", "By actor"))));
-    let rows: Vec<Vec<(String, &str)>> = c
-        .by_actor
-        .iter()
-        .map(|a| vec![cell(&a.key), num(a.count)])
-        .collect();
-    o.table(
-        &[
-            (o.t("操作人", "Actor"), false),
-            (o.t("数量", "Count"), true),
-        ],
-        &rows,
-    );
+    o.draw(&table::changes_by_actor(lang, &c.by_actor));
     o.end_section();
 }
 
 fn findings_table(o: &mut Out, findings: &[Finding]) {
     let lang = o.lang;
-    let rows: Vec<Vec<(String, &str)>> = findings
-        .iter()
-        .map(|f| {
-            vec![
-                sev_cell(lang, &f.severity),
-                (format!("<code>{}</code>", esc(&f.rule)), ""),
-                cell(&f.subject),
-                cell(&f.message),
-                (esc(&values_text(&f.values)), "v"),
-            ]
-        })
-        .collect();
-    o.table(
-        &[
-            (o.t("级别", "Severity"), false),
-            (o.t("规则", "Rule"), false),
-            (o.t("对象", "Subject"), false),
-            (o.t("说明", "Message"), false),
-            (o.t("数值", "Values"), false),
-        ],
-        &rows,
-    );
+    o.draw(&table::findings(lang, findings));
 }
 
 fn access(o: &mut Out, r: &Report) {

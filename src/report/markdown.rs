@@ -7,11 +7,10 @@
 
 use std::fmt::Write as _;
 
-use super::html::{
-    branches_with_gaps, delta, kind_label, rule_text, scope, severity, values_text, SECTIONS,
-};
+use super::html::{branches_with_gaps, delta, rule_text, scope, severity, values_text, SECTIONS};
 use super::model::{Finding, Lang, Report, MEETING_KINDS};
 use super::sign::{embedded_json, MD_CLOSE, MD_OPEN};
+use super::table::{self, Cell, Table};
 use super::ReportError;
 
 /// Characters that can start or end Markdown markup (or an HTML tag or entity, or a table
@@ -102,6 +101,30 @@ impl Out {
             let _ = writeln!(self.s, "| {} |", r.join(" | "));
         }
         self.s.push('\n');
+    }
+}
+
+impl Out {
+    /// A table of the shared model ([`table::Table`]), its cells escaped for Markdown.
+    fn draw(&mut self, t: &Table) {
+        let lang = self.lang;
+        let rows: Vec<Vec<String>> = t
+            .rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|c| match c {
+                        Cell::Text(s) | Cell::Values(s) => md(s),
+                        Cell::Opt(v) => opt(v.as_deref()),
+                        Cell::Label(s) => (*s).to_owned(),
+                        Cell::Code(s) => code(s),
+                        Cell::Num(n) => n.to_string(),
+                        Cell::Severity(s) => severity(lang, s).to_owned(),
+                    })
+                    .collect()
+            })
+            .collect();
+        self.table(&t.head, &rows);
     }
 }
 
@@ -367,85 +390,16 @@ fn changes(o: &mut Out, r: &Report) {
         &rows,
     );
     o.h3(o.t("按类型", "By kind"));
-    let rows: Vec<Vec<String>> = c
-        .by_kind
-        .iter()
-        .map(|k| {
-            vec![
-                md(&kind_label(lang, &k.key)),
-                code(&k.key),
-                k.count.to_string(),
-            ]
-        })
-        .collect();
-    o.table(
-        &[
-            (o.t("类型", "Kind"), false),
-            (o.t("条目类型", "Entry kind"), false),
-            (o.t("数量", "Count"), true),
-        ],
-        &rows,
-    );
+    o.draw(&table::changes_by_kind(lang, &c.by_kind));
     o.h3(o.t("按组织", "By organisation"));
-    let unknown = o.t("（未知）", "(unknown)");
-    let rows: Vec<Vec<String>> = c
-        .by_org
-        .iter()
-        .map(|g| {
-            vec![
-                g.org_id.as_deref().map_or_else(|| unknown.to_owned(), md),
-                opt(g.name.as_deref()),
-                g.count.to_string(),
-            ]
-        })
-        .collect();
-    o.table(
-        &[
-            (o.t("组织编号", "Org id"), false),
-            (o.t("名称", "Name"), false),
-            (o.t("数量", "Count"), true),
-        ],
-        &rows,
-    );
+    o.draw(&table::changes_by_org(lang, &c.by_org));
     o.h3(o.t("按操作人", "By actor"));
-    let rows: Vec<Vec<String>> = c
-        .by_actor
-        .iter()
-        .map(|a| vec![md(&a.key), a.count.to_string()])
-        .collect();
-    o.table(
-        &[
-            (o.t("操作人", "Actor"), false),
-            (o.t("数量", "Count"), true),
-        ],
-        &rows,
-    );
+    o.draw(&table::changes_by_actor(lang, &c.by_actor));
 }
 
 fn findings_table(o: &mut Out, findings: &[Finding]) {
     let lang = o.lang;
-    let rows: Vec<Vec<String>> = findings
-        .iter()
-        .map(|f| {
-            vec![
-                severity(lang, &f.severity).to_owned(),
-                code(&f.rule),
-                md(&f.subject),
-                md(&f.message),
-                md(&values_text(&f.values)),
-            ]
-        })
-        .collect();
-    o.table(
-        &[
-            (o.t("级别", "Severity"), false),
-            (o.t("规则", "Rule"), false),
-            (o.t("对象", "Subject"), false),
-            (o.t("说明", "Message"), false),
-            (o.t("数值", "Values"), false),
-        ],
-        &rows,
-    );
+    o.draw(&table::findings(lang, findings));
 }
 
 fn access(o: &mut Out, r: &Report) {

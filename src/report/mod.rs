@@ -6,7 +6,7 @@
 //! - [`gather`]: computes a document from the ledger, the projection, the consistency checks
 //!   and the access audit, in one read snapshot.
 //! - [`html`], [`markdown`]: renderings of a document (and nothing else), each embedding the
-//!   signed JSON.
+//!   signed JSON; the tables they share are built once in `table`.
 //! - [`sign`]: the Ed25519 signature over RFC 8785 bytes, and `report verify`: signature,
 //!   checkpoint and "the visible text is exactly what the signed JSON renders to".
 //! - [`period`]: years, quarters, months and day ranges in Asia/Shanghai.
@@ -24,6 +24,7 @@ pub mod model;
 pub mod period;
 pub mod sign;
 mod svg;
+mod table;
 
 use std::path::PathBuf;
 

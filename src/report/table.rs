@@ -1,0 +1,130 @@
+//! The tables both renderings of a report show, built once: which columns, in which order,
+//! with which labels, and what each cell holds. A cell says what it is ([`Cell`]); how it
+//! is escaped and marked up is the business of the format that draws it
+//! ([`super::html`], [`super::markdown`]). This module never escapes anything.
+
+use super::model::{Count, Finding, Lang, OrgCount};
+
+/// One cell of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    /// Text from the report's data, escaped by each format.
+    Text(String),
+    /// An optional text from the data: a dash when absent.
+    Opt(Option<String>),
+    /// A label of our own (no markup in it), written as it is.
+    Label(&'static str),
+    /// An identifier shown as code: a rule id, an entry kind.
+    Code(String),
+    /// A count, right-aligned.
+    Num(u64),
+    /// A severity (`error`, `warning`, `info`), shown translated and coloured.
+    Severity(String),
+    /// A finding's values, in a small monospace font.
+    Values(String),
+}
+
+/// A table: the header labels (with `true` for right-aligned numeric columns) and the rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub head: Vec<(&'static str, bool)>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+impl Table {
+    fn new(lang: Lang, head: &[(&'static str, &'static str, bool)]) -> Table {
+        Table {
+            head: head
+                .iter()
+                .map(|&(zh, en, num)| (lang.t(zh, en), num))
+                .collect(),
+            rows: Vec::new(),
+        }
+    }
+}
+
+/// Findings: severity, rule, subject, message, values.
+pub fn findings(lang: Lang, findings: &[Finding]) -> Table {
+    let mut t = Table::new(
+        lang,
+        &[
+            ("级别", "Severity", false),
+            ("规则", "Rule", false),
+            ("对象", "Subject", false),
+            ("说明", "Message", false),
+            ("数值", "Values", false),
+        ],
+    );
+    t.rows = findings
+        .iter()
+        .map(|f| {
+            vec![
+                Cell::Severity(f.severity.clone()),
+                Cell::Code(f.rule.clone()),
+                Cell::Text(f.subject.clone()),
+                Cell::Text(f.message.clone()),
+                Cell::Values(super::html::values_text(&f.values)),
+            ]
+        })
+        .collect();
+    t
+}
+
+/// Changes by kind: the kind's label, the entry kind, the count.
+pub fn changes_by_kind(lang: Lang, counts: &[Count]) -> Table {
+    let mut t = Table::new(
+        lang,
+        &[
+            ("类型", "Kind", false),
+            ("条目类型", "Entry kind", false),
+            ("数量", "Count", true),
+        ],
+    );
+    t.rows = counts
+        .iter()
+        .map(|k| {
+            vec![
+                Cell::Text(super::html::kind_label(lang, &k.key)),
+                Cell::Code(k.key.clone()),
+                Cell::Num(k.count),
+            ]
+        })
+        .collect();
+    t
+}
+
+/// Changes by organisation: org id (or "unknown"), name, count.
+pub fn changes_by_org(lang: Lang, counts: &[OrgCount]) -> Table {
+    let mut t = Table::new(
+        lang,
+        &[
+            ("组织编号", "Org id", false),
+            ("名称", "Name", false),
+            ("数量", "Count", true),
+        ],
+    );
+    t.rows = counts
+        .iter()
+        .map(|g| {
+            vec![
+                match &g.org_id {
+                    Some(id) => Cell::Text(id.clone()),
+                    None => Cell::Label(lang.t("（未知）", "(unknown)")),
+                },
+                Cell::Opt(g.name.clone()),
+                Cell::Num(g.count),
+            ]
+        })
+        .collect();
+    t
+}
+
+/// Changes by actor: the actor, the count.
+pub fn changes_by_actor(lang: Lang, counts: &[Count]) -> Table {
+    let mut t = Table::new(lang, &[("操作人", "Actor", false), ("数量", "Count", true)]);
+    t.rows = counts
+        .iter()
+        .map(|a| vec![Cell::Text(a.key.clone()), Cell::Num(a.count)])
+        .collect();
+    t
+}
