@@ -255,6 +255,7 @@ impl Out {
                         Cell::Label(s) => cell(s),
                         Cell::Code(s) => (format!("<code>{}</code>", esc(s)), ""),
                         Cell::Num(n) => num(*n),
+                        Cell::NumText(s) => (esc(s), "n"),
                         Cell::Severity(s) => sev_cell(lang, s),
                         Cell::Values(s) => (esc(s), "v"),
                     })
@@ -612,7 +613,12 @@ fn changes(o: &mut Out, r: &Report) {
     ));
     o.draw(&table::changes_by_org(lang, &c.by_org));
     o.push(&format!("<h3>{}</h3>\n", esc(o.t("按操作人", "By actor"))));
-    o.draw(&table::changes_by_actor(lang, &c.by_actor));
+    o.draw(&table::counts(
+        lang,
+        ("操作人", "Actor"),
+        ("数量", "Count"),
+        &c.by_actor,
+    ));
     o.end_section();
 }
 
@@ -677,15 +683,12 @@ fn access(o: &mut Out, r: &Report) {
         findings_table(o, &a.findings);
     }
     o.push(&format!("<h3>{}</h3>\n", esc(o.t("按操作", "By action"))));
-    let rows: Vec<Vec<(String, &str)>> = a
-        .by_action
-        .iter()
-        .map(|c| vec![cell(&c.key), num(c.count)])
-        .collect();
-    o.table(
-        &[(o.t("操作", "Action"), false), (o.t("数量", "Count"), true)],
-        &rows,
-    );
+    o.draw(&table::counts(
+        lang,
+        ("操作", "Action"),
+        ("数量", "Count"),
+        &a.by_action,
+    ));
     o.push(&format!(
         "<h3>{}</h3>\n",
         esc(o.t("被拒绝的用户", "Users denied"))
@@ -693,23 +696,18 @@ fn access(o: &mut Out, r: &Report) {
     if a.denied_by_user.is_empty() {
         o.para(o.t("无。", "None."));
     } else {
-        let rows: Vec<Vec<(String, &str)>> = a
-            .denied_by_user
-            .iter()
-            .map(|c| vec![cell(&c.key), num(c.count)])
-            .collect();
-        o.table(
-            &[
-                (o.t("用户", "User"), false),
-                (o.t("拒绝次数", "Denials"), true),
-            ],
-            &rows,
-        );
+        o.draw(&table::counts(
+            lang,
+            ("用户", "User"),
+            ("拒绝次数", "Denials"),
+            &a.denied_by_user,
+        ));
     }
     o.end_section();
 }
 
-fn sev_line(lang: Lang, s: &Severities) -> String {
+/// Counts by severity in one line.
+pub fn sev_line(lang: Lang, s: &Severities) -> String {
     format!(
         "{} {} · {} {} · {} {}",
         severity(lang, "error"),
@@ -770,66 +768,12 @@ fn quality(o: &mut Out, r: &Report) {
         o.t("未发现问题", "No findings"),
     ));
     o.push("\n");
-    let rows: Vec<Vec<(String, &str)>> = q
-        .by_rule
-        .iter()
-        .map(|t| {
-            let d = match lang {
-                Lang::Zh => &t.description_zh,
-                Lang::En => &t.description_en,
-            };
-            vec![
-                (format!("<code>{}</code>", esc(&t.rule)), ""),
-                cell(d),
-                sev_cell(lang, &t.severity),
-                num(t.count),
-                num(t.previous),
-                (esc(&delta(t.count, t.previous)), "n"),
-            ]
-        })
-        .collect();
-    o.table(
-        &[
-            (o.t("规则", "Rule"), false),
-            (o.t("说明", "Description"), false),
-            (o.t("级别", "Severity"), false),
-            (o.t("本期", "Now"), true),
-            (o.t("上一期", "Previous"), true),
-            (o.t("变化", "Change"), true),
-        ],
-        &rows,
-    );
+    o.draw(&table::findings_by_rule(lang, &q.by_rule));
     o.push(&format!(
         "<h3>{}</h3>\n",
         esc(o.t("各组织问题数", "Findings per organisation"))
     ));
-    let rows: Vec<Vec<(String, &str)>> = q
-        .by_org
-        .iter()
-        .map(|g| {
-            vec![
-                cell(
-                    &g.org_id
-                        .clone()
-                        .unwrap_or_else(|| o.t("（未知）", "(unknown)").to_owned()),
-                ),
-                (opt(g.name.as_deref()), ""),
-                num(g.count),
-                num(g.previous),
-                (esc(&delta(g.count, g.previous)), "n"),
-            ]
-        })
-        .collect();
-    o.table(
-        &[
-            (o.t("组织编号", "Org id"), false),
-            (o.t("名称", "Name"), false),
-            (o.t("本期", "Now"), true),
-            (o.t("上一期", "Previous"), true),
-            (o.t("变化", "Change"), true),
-        ],
-        &rows,
-    );
+    o.draw(&table::findings_by_org(lang, &q.by_org));
     o.note(o.t(
         "每一项问题记录见附录。敏感字段（公民身份号码、电话、收入）一律脱敏。",
         "Every record with a finding is listed in the appendix. Sensitive fields (ID number, phone, income) are always masked.",

@@ -7,7 +7,9 @@
 
 use std::fmt::Write as _;
 
-use super::html::{branches_with_gaps, delta, rule_text, scope, severity, values_text, SECTIONS};
+use super::html::{
+    branches_with_gaps, rule_text, scope, sev_line, severity, values_text, SECTIONS,
+};
 use super::model::{Finding, Lang, Report, MEETING_KINDS};
 use super::sign::{embedded_json, MD_CLOSE, MD_OPEN};
 use super::table::{self, Cell, Table};
@@ -119,6 +121,7 @@ impl Out {
                         Cell::Label(s) => (*s).to_owned(),
                         Cell::Code(s) => code(s),
                         Cell::Num(n) => n.to_string(),
+                        Cell::NumText(s) => s.clone(),
                         Cell::Severity(s) => severity(lang, s).to_owned(),
                     })
                     .collect()
@@ -394,7 +397,12 @@ fn changes(o: &mut Out, r: &Report) {
     o.h3(o.t("按组织", "By organisation"));
     o.draw(&table::changes_by_org(lang, &c.by_org));
     o.h3(o.t("按操作人", "By actor"));
-    o.draw(&table::changes_by_actor(lang, &c.by_actor));
+    o.draw(&table::counts(
+        lang,
+        ("操作人", "Actor"),
+        ("数量", "Count"),
+        &c.by_actor,
+    ));
 }
 
 fn findings_table(o: &mut Out, findings: &[Finding]) {
@@ -403,6 +411,7 @@ fn findings_table(o: &mut Out, findings: &[Finding]) {
 }
 
 fn access(o: &mut Out, r: &Report) {
+    let lang = o.lang;
     let a = &r.access;
     o.h2(2);
     let rows = vec![
@@ -447,45 +456,26 @@ fn access(o: &mut Out, r: &Report) {
         findings_table(o, &a.findings);
     }
     o.h3(o.t("按操作", "By action"));
-    let rows: Vec<Vec<String>> = a
-        .by_action
-        .iter()
-        .map(|c| vec![md(&c.key), c.count.to_string()])
-        .collect();
-    o.table(
-        &[(o.t("操作", "Action"), false), (o.t("数量", "Count"), true)],
-        &rows,
-    );
+    o.draw(&table::counts(
+        lang,
+        ("操作", "Action"),
+        ("数量", "Count"),
+        &a.by_action,
+    ));
     o.h3(o.t("被拒绝的用户", "Users denied"));
-    let rows: Vec<Vec<String>> = a
-        .denied_by_user
-        .iter()
-        .map(|c| vec![md(&c.key), c.count.to_string()])
-        .collect();
-    o.table(
-        &[
-            (o.t("用户", "User"), false),
-            (o.t("拒绝次数", "Denials"), true),
-        ],
-        &rows,
-    );
+    o.draw(&table::counts(
+        lang,
+        ("用户", "User"),
+        ("拒绝次数", "Denials"),
+        &a.denied_by_user,
+    ));
 }
 
 fn quality(o: &mut Out, r: &Report) {
     let lang = o.lang;
     let q = &r.quality;
     o.h2(3);
-    let sev = |s: &super::model::Severities| {
-        format!(
-            "{} {} · {} {} · {} {}",
-            severity(lang, "error"),
-            s.error,
-            severity(lang, "warning"),
-            s.warning,
-            severity(lang, "info"),
-            s.info
-        )
-    };
+    let sev = |s| sev_line(lang, s);
     let text = match lang {
         Lang::Zh => format!(
             "一致性检查于 {} 评判；上一期于 {} 评判，依据台账当时已有的 {} 个条目重建的记录。本期：{}；上一期：{}。新增 {} 项，已纠正 {} 项。",
@@ -510,60 +500,9 @@ fn quality(o: &mut Out, r: &Report) {
     };
     o.line(&text);
     o.h3(o.t("各规则问题数", "Findings per rule"));
-    let rows: Vec<Vec<String>> = q
-        .by_rule
-        .iter()
-        .map(|t| {
-            let d = match lang {
-                Lang::Zh => &t.description_zh,
-                Lang::En => &t.description_en,
-            };
-            vec![
-                code(&t.rule),
-                md(d),
-                severity(lang, &t.severity).to_owned(),
-                t.count.to_string(),
-                t.previous.to_string(),
-                delta(t.count, t.previous),
-            ]
-        })
-        .collect();
-    o.table(
-        &[
-            (o.t("规则", "Rule"), false),
-            (o.t("说明", "Description"), false),
-            (o.t("级别", "Severity"), false),
-            (o.t("本期", "Now"), true),
-            (o.t("上一期", "Previous"), true),
-            (o.t("变化", "Change"), true),
-        ],
-        &rows,
-    );
+    o.draw(&table::findings_by_rule(lang, &q.by_rule));
     o.h3(o.t("各组织问题数", "Findings per organisation"));
-    let unknown = o.t("（未知）", "(unknown)");
-    let rows: Vec<Vec<String>> = q
-        .by_org
-        .iter()
-        .map(|g| {
-            vec![
-                g.org_id.as_deref().map_or_else(|| unknown.to_owned(), md),
-                opt(g.name.as_deref()),
-                g.count.to_string(),
-                g.previous.to_string(),
-                delta(g.count, g.previous),
-            ]
-        })
-        .collect();
-    o.table(
-        &[
-            (o.t("组织编号", "Org id"), false),
-            (o.t("名称", "Name"), false),
-            (o.t("本期", "Now"), true),
-            (o.t("上一期", "Previous"), true),
-            (o.t("变化", "Change"), true),
-        ],
-        &rows,
-    );
+    o.draw(&table::findings_by_org(lang, &q.by_org));
     let t = o.t(
         "每一项问题记录见附录。敏感字段（公民身份号码、电话、收入）一律脱敏。",
         "Every record with a finding is listed in the appendix. Sensitive fields (ID number, phone, income) are always masked.",

@@ -3,7 +3,8 @@
 //! is escaped and marked up is the business of the format that draws it
 //! ([`super::html`], [`super::markdown`]). This module never escapes anything.
 
-use super::model::{Count, Finding, Lang, OrgCount};
+use super::html::delta;
+use super::model::{Count, Finding, Lang, OrgCount, OrgTrend, RuleTrend};
 
 /// One cell of a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub enum Cell {
     Code(String),
     /// A count, right-aligned.
     Num(u64),
+    /// A number of our own making as text (a change such as `+3`), right-aligned.
+    NumText(String),
     /// A severity (`error`, `warning`, `info`), shown translated and coloured.
     Severity(String),
     /// A finding's values, in a small monospace font.
@@ -107,10 +110,7 @@ pub fn changes_by_org(lang: Lang, counts: &[OrgCount]) -> Table {
         .iter()
         .map(|g| {
             vec![
-                match &g.org_id {
-                    Some(id) => Cell::Text(id.clone()),
-                    None => Cell::Label(lang.t("（未知）", "(unknown)")),
-                },
+                org_id(lang, &g.org_id),
                 Cell::Opt(g.name.clone()),
                 Cell::Num(g.count),
             ]
@@ -119,12 +119,86 @@ pub fn changes_by_org(lang: Lang, counts: &[OrgCount]) -> Table {
     t
 }
 
-/// Changes by actor: the actor, the count.
-pub fn changes_by_actor(lang: Lang, counts: &[Count]) -> Table {
-    let mut t = Table::new(lang, &[("操作人", "Actor", false), ("数量", "Count", true)]);
+/// An org id, or "unknown" for a record whose org is not known.
+fn org_id(lang: Lang, id: &Option<String>) -> Cell {
+    match id {
+        Some(id) => Cell::Text(id.clone()),
+        None => Cell::Label(lang.t("（未知）", "(unknown)")),
+    }
+}
+
+/// Data findings per rule, now and in the previous period.
+pub fn findings_by_rule(lang: Lang, trends: &[RuleTrend]) -> Table {
+    let mut t = Table::new(
+        lang,
+        &[
+            ("规则", "Rule", false),
+            ("说明", "Description", false),
+            ("级别", "Severity", false),
+            ("本期", "Now", true),
+            ("上一期", "Previous", true),
+            ("变化", "Change", true),
+        ],
+    );
+    t.rows = trends
+        .iter()
+        .map(|r| {
+            let description = match lang {
+                Lang::Zh => &r.description_zh,
+                Lang::En => &r.description_en,
+            };
+            vec![
+                Cell::Code(r.rule.clone()),
+                Cell::Text(description.clone()),
+                Cell::Severity(r.severity.clone()),
+                Cell::Num(r.count),
+                Cell::Num(r.previous),
+                Cell::NumText(delta(r.count, r.previous)),
+            ]
+        })
+        .collect();
+    t
+}
+
+/// Data findings per organisation, now and in the previous period.
+pub fn findings_by_org(lang: Lang, trends: &[OrgTrend]) -> Table {
+    let mut t = Table::new(
+        lang,
+        &[
+            ("组织编号", "Org id", false),
+            ("名称", "Name", false),
+            ("本期", "Now", true),
+            ("上一期", "Previous", true),
+            ("变化", "Change", true),
+        ],
+    );
+    t.rows = trends
+        .iter()
+        .map(|g| {
+            vec![
+                org_id(lang, &g.org_id),
+                Cell::Opt(g.name.clone()),
+                Cell::Num(g.count),
+                Cell::Num(g.previous),
+                Cell::NumText(delta(g.count, g.previous)),
+            ]
+        })
+        .collect();
+    t
+}
+
+/// Counts under keys: the key (labelled `key` in Chinese and English) and its count
+/// (labelled `count`).
+pub fn counts(
+    lang: Lang,
+    key: (&'static str, &'static str),
+    count: (&'static str, &'static str),
+    counts: &[Count],
+) -> Table {
+    let mut t = Table::new(lang, &[(key.0, key.1, false), (count.0, count.1, true)]);
     t.rows = counts
         .iter()
-        .map(|a| vec![Cell::Text(a.key.clone()), Cell::Num(a.count)])
+        .map(|c| vec![Cell::Text(c.key.clone()), Cell::Num(c.count)])
         .collect();
     t
 }
