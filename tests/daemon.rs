@@ -980,6 +980,13 @@ async fn scheduler_reconciles_the_drop_folder() {
     )
     .unwrap();
     std::fs::write(drop.join("notes.txt"), "left alone").unwrap();
+    // A snapshot exported without its header row: its first row reads as the header, and
+    // nothing of it may reach the log, the metrics or the unauthenticated health endpoint.
+    std::fs::write(
+        drop.join("users.csv"),
+        "u-9,13900000077,abc\"def,member\nu-8,13900000066,x,member\n",
+    )
+    .unwrap();
     let config = format!(
         "[schedule.verify]\nevery = \"off\"\n[schedule.checkpoint]\nevery = \"off\"\n[schedule.reconcile]\nevery = \"200ms\"\ndir = \"{}\"\n",
         drop.display()
@@ -1004,6 +1011,12 @@ async fn scheduler_reconciles_the_drop_folder() {
         "{msg}"
     );
     assert!(!msg.contains("13900000099"));
+    assert!(msg.contains("; users.csv: "), "{msg}");
+    assert!(msg.contains("bad rows"), "{msg}");
+    for value in ["13900000077", "u-9", "abc"] {
+        assert!(!msg.contains(value), "{msg}");
+    }
+    assert_eq!(std::fs::read_dir(drop.join("failed")).unwrap().count(), 1);
     let rec = f
         .entries()
         .into_iter()

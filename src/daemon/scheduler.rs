@@ -20,8 +20,8 @@ use tokio::task::JoinHandle;
 use super::{AppState, DaemonError};
 use crate::ledger::verify::{self, VerifyOptions, VerifyReport};
 use crate::ledger::{Actor, Ledger, NewEntry};
-use crate::records::parse::ImportOptions;
-use crate::records::{reconcile, RecordKind};
+use crate::records::parse::{ImportError, ImportOptions};
+use crate::records::{reconcile, RecordError, RecordKind};
 
 /// The scans this build can run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +249,19 @@ fn file_away(dir: &Path, file: &Path, sub: &str) -> std::io::Result<()> {
     std::fs::rename(file, target.join(format!("{stamp}-{name}")))
 }
 
+/// What went wrong with a snapshot file, without any value from it: the result goes to the
+/// log, the metrics and the unauthenticated health endpoint. Bad rows are counted, not
+/// listed; `djaudit reconcile` on the file (moved to `failed/`) lists them, masked.
+fn without_values(e: &RecordError) -> String {
+    match e {
+        RecordError::File(ImportError::BadRows(b)) => format!(
+            "{} bad rows ({} problems); run `djaudit reconcile` on the file in failed/ for the list",
+            b.rows, b.problems
+        ),
+        e => e.to_string(),
+    }
+}
+
 /// Reconciles every snapshot file in the drop folder with the projection (each appends a
 /// `scan.reconcile` entry), then moves it to `done/` (`failed/` if it could not be read).
 /// The run fails when a file differs from the projection or could not be reconciled.
@@ -295,7 +308,7 @@ pub async fn run_reconcile(state: &AppState, dir: &Path) -> (bool, String) {
                 }
                 Err(e) => {
                     ok = false;
-                    lines.push(format!("{name}: {e}"));
+                    lines.push(format!("{name}: {}", without_values(&e)));
                     let _ = file_away(&dir, &file, "failed");
                 }
             }

@@ -408,7 +408,23 @@ pub(crate) fn parse_cell(ty: FieldType, s: &str) -> Result<Typed, String> {
 /// A value as shown in a problem report: masked if the field is sensitive, control
 /// characters escaped, cut to [`MAX_SHOWN_CHARS`] characters.
 fn shown(field: &str, raw: &str) -> String {
-    let masked = mask_text(field, raw);
+    shown_text(&mask_text(field, raw))
+}
+
+/// Text that is not known to be a header or a value of a known field — an unknown header,
+/// a value under a column without a name — as it may be displayed: with every digit
+/// masked, since it may be anything (a file without its header row has a member's ID
+/// number or phone where its header should be).
+fn shown_unknown(raw: &str) -> String {
+    let masked: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '*' } else { c })
+        .collect();
+    shown_text(&masked)
+}
+
+/// Escaped and cut to [`MAX_SHOWN_CHARS`].
+fn shown_text(masked: &str) -> String {
     let mut out = String::new();
     for (i, c) in masked.chars().enumerate() {
         if i == MAX_SHOWN_CHARS {
@@ -506,7 +522,7 @@ impl Rows {
             self.last_bad_line = Some(line);
         }
         if self.listed.len() < MAX_LISTED {
-            let column = column.map(|c| shown("", c));
+            let column = column.map(shown_unknown);
             self.listed.push(Problem {
                 line,
                 column,
@@ -1131,7 +1147,10 @@ fn read_header<R: Read>(
         } else {
             match lookup_header(&map, name) {
                 None => {
-                    let why = format!("unknown column for {} files", kind.plural());
+                    let mut why = format!("unknown column for {} files", kind.plural());
+                    if name.chars().any(|c| c.is_ascii_digit()) {
+                        why.push_str(" (digits in a header: is the header row missing?)");
+                    }
                     rows.problem(line, Some(name), None, why);
                     None
                 }
@@ -1286,7 +1305,7 @@ impl<R: Read> RecordReader<R> {
                         None if raw.trim().is_empty() => {}
                         None => {
                             let why = "a value in a column without a name".to_owned();
-                            rows.problem(line, Some(&column.name), Some(shown("", raw)), why);
+                            rows.problem(line, Some(&column.name), Some(shown_unknown(raw)), why);
                         }
                     }
                 }
@@ -2219,6 +2238,27 @@ M000124,李四,女,,,,,,B001,预备党员,失联,2025.6.30,,,,2025年1月2日,,6
         );
         assert_eq!(b.listed.iter().map(|p| p.line).collect::<Vec<_>>(), [2, 3]);
         assert_eq!(b.listed[1].column.as_deref(), Some("introducers"));
+    }
+
+    #[test]
+    fn fail_headerless_file_never_shows_the_values_read_as_its_header() {
+        // A file exported without its header row: its first row is read as the header.
+        let id = "110101199003070017";
+        let phone = "13800138000";
+        let text = format!("M1,张三,{id},{phone}\nM2,李四,110101199003071012,13900139000\n");
+        let b = bad(RecordKind::Member, &text);
+        let shown = format!("{b}\n{}", b.lines().join("\n"));
+        for secret in [id, phone, "1101011990", "138001"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("is the header row missing?"), "{shown}");
+        // A value under a column without a name is shown with its digits masked too.
+        let b = bad(
+            RecordKind::Member,
+            &format!("member_id,,name\nM1,{id},张三\n"),
+        );
+        let shown = b.lines().join("\n");
+        assert!(!shown.contains(id) && shown.contains("******"), "{shown}");
     }
 
     #[test]
