@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Finding, Lang, Report, Severities, MEETING_KINDS};
+use super::model::{Changes, Dues, Finding, Lang, Report, Severities, MEETING_KINDS};
 use super::sign::{embedded_json, HTML_CLOSE, HTML_OPEN};
 use super::svg::{self, Series};
 use super::table::{self, Cell, Table};
@@ -258,6 +258,7 @@ impl Out {
                         Cell::NumText(s) => (esc(s), "n"),
                         Cell::Severity(s) => sev_cell(lang, s),
                         Cell::Values(s) => (esc(s), "v"),
+                        Cell::Flag(s) => (esc(s), "sev-error"),
                     })
                     .collect()
             })
@@ -289,6 +290,34 @@ impl Out {
             );
         }
         self.push("</div>\n");
+    }
+}
+
+/// The opening line of the changes section (no markup: the same in every format).
+pub fn changes_text(lang: Lang, c: &Changes) -> String {
+    match lang {
+        Lang::Zh => format!(
+            "报告期内台账记录了 {} 项党建记录变更（导入文件 {} 个）。按台账时间（北京时间）统计。",
+            c.total, c.imports
+        ),
+        Lang::En => format!(
+            "The ledger recorded {} changes to party records in the period ({} files imported), by ledger time (Asia/Shanghai).",
+            c.total, c.imports
+        ),
+    }
+}
+
+/// The opening line of the dues section (no markup: the same in every format).
+pub fn dues_text(lang: Lang, d: &Dues) -> String {
+    match lang {
+        Lang::Zh => format!(
+            "{} 名党员共欠缴 {} 个月党费；其中 {} 名连续六个月及以上未交纳（按党章第九条提请审查，不自动改变党籍）。",
+            d.members, d.missing_months, d.six_months_unpaid
+        ),
+        Lang::En => format!(
+            "{} members have {} unpaid months; {} of them six or more consecutive months (flagged for review under Art. 9 of the Party Constitution, no automatic status change).",
+            d.members, d.missing_months, d.six_months_unpaid
+        ),
     }
 }
 
@@ -576,16 +605,7 @@ fn changes(o: &mut Out, r: &Report) {
     let lang = o.lang;
     let c = &r.changes;
     o.section(1);
-    o.para(&match lang {
-        Lang::Zh => format!(
-            "报告期内台账记录了 {} 项党建记录变更（导入文件 {} 个）。按台账时间（北京时间）统计。",
-            c.total, c.imports
-        ),
-        Lang::En => format!(
-            "The ledger recorded {} changes to party records in the period ({} files imported), by ledger time (Asia/Shanghai).",
-            c.total, c.imports
-        ),
-    });
+    o.para(&changes_text(lang, c));
     let bars: Vec<(String, Vec<u64>)> = c
         .by_month
         .iter()
@@ -865,49 +885,12 @@ fn dues(o: &mut Out, r: &Report) {
     let lang = o.lang;
     let d = &r.dues;
     o.section(5);
-    o.para(&match lang {
-        Lang::Zh => format!(
-            "{} 名党员共欠缴 {} 个月党费；其中 {} 名连续六个月及以上未交纳（按党章第九条提请审查，不自动改变党籍）。",
-            d.members, d.missing_months, d.six_months_unpaid
-        ),
-        Lang::En => format!(
-            "{} members have {} unpaid months; {} of them six or more consecutive months (flagged for review under Art. 9 of the Party Constitution, no automatic status change).",
-            d.members, d.missing_months, d.six_months_unpaid
-        ),
-    });
+    o.para(&dues_text(lang, d));
     if d.arrears.is_empty() {
         o.end_section();
         return;
     }
-    let rows: Vec<Vec<(String, &str)>> = d
-        .arrears
-        .iter()
-        .map(|a| {
-            vec![
-                cell(&a.member_id),
-                (opt(a.name.as_deref()), ""),
-                (opt(a.org_name.as_deref().or(a.org_id.as_deref())), ""),
-                cell(&a.months.join(", ")),
-                num(a.months.len() as u64),
-                if a.six_months {
-                    (esc(o.t("是", "yes")), "sev-error")
-                } else {
-                    (String::new(), "")
-                },
-            ]
-        })
-        .collect();
-    o.table(
-        &[
-            (o.t("党员编号", "Member id"), false),
-            (o.t("姓名", "Name"), false),
-            (o.t("支部", "Branch"), false),
-            (o.t("未交月份", "Unpaid months"), false),
-            (o.t("月数", "Months"), true),
-            (o.t("连续六个月", "Six in a row"), false),
-        ],
-        &rows,
-    );
+    o.draw(&table::arrears(lang, &d.arrears));
     o.end_section();
 }
 

@@ -8,7 +8,8 @@
 use std::fmt::Write as _;
 
 use super::html::{
-    branches_with_gaps, rule_text, scope, sev_line, severity, values_text, SECTIONS,
+    branches_with_gaps, changes_text, dues_text, rule_text, scope, sev_line, severity, values_text,
+    SECTIONS,
 };
 use super::model::{Finding, Lang, Report, MEETING_KINDS};
 use super::sign::{embedded_json, MD_CLOSE, MD_OPEN};
@@ -104,9 +105,7 @@ impl Out {
         }
         self.s.push('\n');
     }
-}
 
-impl Out {
     /// A table of the shared model ([`table::Table`]), its cells escaped for Markdown.
     fn draw(&mut self, t: &Table) {
         let lang = self.lang;
@@ -118,7 +117,7 @@ impl Out {
                     .map(|c| match c {
                         Cell::Text(s) | Cell::Values(s) => md(s),
                         Cell::Opt(v) => opt(v.as_deref()),
-                        Cell::Label(s) => (*s).to_owned(),
+                        Cell::Label(s) | Cell::Flag(s) => (*s).to_owned(),
                         Cell::Code(s) => code(s),
                         Cell::Num(n) => n.to_string(),
                         Cell::NumText(s) => s.clone(),
@@ -371,17 +370,7 @@ fn changes(o: &mut Out, r: &Report) {
     let lang = o.lang;
     let c = &r.changes;
     o.h2(1);
-    let text = match lang {
-        Lang::Zh => format!(
-            "报告期内台账记录了 {} 项党建记录变更（导入文件 {} 个）。按台账时间（北京时间）统计。",
-            c.total, c.imports
-        ),
-        Lang::En => format!(
-            "The ledger recorded {} changes to party records in the period ({} files imported), by ledger time (Asia/Shanghai).",
-            c.total, c.imports
-        ),
-    };
-    o.line(&text);
+    o.line(&changes_text(lang, c));
     o.h3(o.t("每月变更", "Changes per month"));
     let rows: Vec<Vec<String>> = c
         .by_month
@@ -598,49 +587,11 @@ fn dues(o: &mut Out, r: &Report) {
     let lang = o.lang;
     let d = &r.dues;
     o.h2(5);
-    let text = match lang {
-        Lang::Zh => format!(
-            "{} 名党员共欠缴 {} 个月党费；其中 {} 名连续六个月及以上未交纳（按党章第九条提请审查，不自动改变党籍）。",
-            d.members, d.missing_months, d.six_months_unpaid
-        ),
-        Lang::En => format!(
-            "{} members have {} unpaid months; {} of them six or more consecutive months (flagged for review under Art. 9 of the Party Constitution, no automatic status change).",
-            d.members, d.missing_months, d.six_months_unpaid
-        ),
-    };
-    o.line(&text);
+    o.line(&dues_text(lang, d));
     if d.arrears.is_empty() {
         return;
     }
-    let rows: Vec<Vec<String>> = d
-        .arrears
-        .iter()
-        .map(|a| {
-            vec![
-                md(&a.member_id),
-                opt(a.name.as_deref()),
-                opt(a.org_name.as_deref().or(a.org_id.as_deref())),
-                md(&a.months.join(", ")),
-                a.months.len().to_string(),
-                if a.six_months {
-                    o.t("是", "yes").to_owned()
-                } else {
-                    String::new()
-                },
-            ]
-        })
-        .collect();
-    o.table(
-        &[
-            (o.t("党员编号", "Member id"), false),
-            (o.t("姓名", "Name"), false),
-            (o.t("支部", "Branch"), false),
-            (o.t("未交月份", "Unpaid months"), false),
-            (o.t("月数", "Months"), true),
-            (o.t("连续六个月", "Six in a row"), false),
-        ],
-        &rows,
-    );
+    o.draw(&table::arrears(lang, &d.arrears));
 }
 
 fn appendix(o: &mut Out, r: &Report) {

@@ -4,7 +4,7 @@
 //! ([`super::html`], [`super::markdown`]). This module never escapes anything.
 
 use super::html::delta;
-use super::model::{Count, Finding, Lang, OrgCount, OrgTrend, RuleTrend};
+use super::model::{Arrear, Count, Finding, Lang, OrgCount, OrgTrend, RuleTrend};
 
 /// One cell of a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub enum Cell {
     Severity(String),
     /// A finding's values, in a small monospace font.
     Values(String),
+    /// A label of our own that flags a row for attention (shown in the error colour).
+    Flag(&'static str),
 }
 
 /// A table: the header labels (with `true` for right-aligned numeric columns) and the rows.
@@ -199,6 +201,39 @@ pub fn counts(
     t.rows = counts
         .iter()
         .map(|c| vec![Cell::Text(c.key.clone()), Cell::Num(c.count)])
+        .collect();
+    t
+}
+
+/// Members with unpaid months: id, name, branch, the months, how many, six in a row.
+pub fn arrears(lang: Lang, arrears: &[Arrear]) -> Table {
+    let mut t = Table::new(
+        lang,
+        &[
+            ("党员编号", "Member id", false),
+            ("姓名", "Name", false),
+            ("支部", "Branch", false),
+            ("未交月份", "Unpaid months", false),
+            ("月数", "Months", true),
+            ("连续六个月", "Six in a row", false),
+        ],
+    );
+    t.rows = arrears
+        .iter()
+        .map(|a| {
+            vec![
+                Cell::Text(a.member_id.clone()),
+                Cell::Opt(a.name.clone()),
+                Cell::Opt(a.org_name.clone().or_else(|| a.org_id.clone())),
+                Cell::Text(a.months.join(", ")),
+                Cell::Num(a.months.len() as u64),
+                if a.six_months {
+                    Cell::Flag(lang.t("是", "yes"))
+                } else {
+                    Cell::Label("")
+                },
+            ]
+        })
         .collect();
     t
 }
