@@ -651,6 +651,7 @@ pub(crate) fn run(
     cfg: &CheckConfig,
     ctx: &Ctx<'_>,
     org_filter: Option<&str>,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<Vec<Finding>, CheckError> {
     let rules = RuleSet {
         member: enabled(member::RULES, |r| r.def(), cfg),
@@ -706,10 +707,10 @@ pub(crate) fn run(
         duplicates: &duplicates,
         need_dues,
     };
-    match main_pass(conn, ctx, &setup, pre.dues_scan_ok) {
+    match main_pass(conn, ctx, &setup, pre.dues_scan_ok, progress) {
         Ok(findings) => Ok(findings),
         Err(Halt::Check(e)) => Err(e),
-        Err(Halt::DuesOutOfOrder) => match main_pass(conn, ctx, &setup, false) {
+        Err(Halt::DuesOutOfOrder) => match main_pass(conn, ctx, &setup, false, progress) {
             Ok(findings) => Ok(findings),
             Err(Halt::Check(e)) => Err(e),
             Err(Halt::DuesOutOfOrder) => {
@@ -740,11 +741,12 @@ fn main_pass(
     ctx: &Ctx<'_>,
     setup: &Setup<'_>,
     dues_scan: bool,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<Vec<Finding>, Halt> {
     let (tx, rx) = mpsc::sync_channel::<Vec<Bundle>>(BATCHES_IN_FLIGHT);
     let (mut findings, counts) = thread::scope(|scope| {
         let judge = scope.spawn(move || judge_members(&rx, ctx, setup));
-        let read = read_members(conn, setup, dues_scan, &tx);
+        let read = read_members(conn, setup, dues_scan, &tx, progress);
         drop(tx);
         let judged = judge.join();
         read?;
@@ -769,6 +771,7 @@ fn read_members(
     setup: &Setup<'_>,
     dues_scan: bool,
     tx: &mpsc::SyncSender<Vec<Bundle>>,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<(), Halt> {
     let mut scan_stmt = if setup.need_dues && dues_scan {
         Some(conn.prepare(DUES_SCAN_SQL)?)
@@ -798,6 +801,7 @@ fn read_members(
     let mut member_stmt = conn.prepare(MEMBER_SQL)?;
     let mut rows = member_stmt.query([])?;
     let mut batch = Vec::with_capacity(BATCH);
+    let mut sent = 0u64;
     while let Some(r) = rows.next()? {
         let m = member_rec(r)?;
         let org_index = m
@@ -829,12 +833,16 @@ fn read_members(
                 // The judging thread is gone; its join reports why.
                 return Ok(());
             }
+            sent += BATCH as u64;
+            progress(sent);
         }
     }
+    sent += batch.len() as u64;
     if !batch.is_empty() {
         // A closed channel is reported by the judging thread's join.
         let _ = tx.send(batch);
     }
+    progress(sent);
     Ok(())
 }
 

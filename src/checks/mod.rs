@@ -321,6 +321,17 @@ pub fn run_checks(
     cfg: &CheckConfig,
     opts: &CheckOptions,
 ) -> Result<Report, CheckError> {
+    run_checks_with(conn, cfg, opts, &mut |_| {})
+}
+
+/// [`run_checks`], telling `progress` how many members in scope have been read, every 512
+/// and once when all are (organisations and meetings are judged after that).
+pub fn run_checks_with(
+    conn: &rusqlite::Connection,
+    cfg: &CheckConfig,
+    opts: &CheckOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Report, CheckError> {
     let start = match opts.since {
         Some(since) if since > opts.as_of => {
             return Err(CheckError::WindowAfterAsOf {
@@ -349,7 +360,7 @@ pub fn run_checks(
     } else {
         None
     };
-    let mut findings = engine::run(conn, cfg, &ctx, opts.org.as_deref())?;
+    let mut findings = engine::run(conn, cfg, &ctx, opts.org.as_deref(), progress)?;
     findings.sort_by(|a, b| {
         (a.rule.as_str(), a.subject.as_str()).cmp(&(b.rule.as_str(), b.subject.as_str()))
     });

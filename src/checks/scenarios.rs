@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::testutil::{date, id_number, subjects, Db};
-use super::{CheckError, CheckOptions, Severity};
+use super::{CheckConfig, CheckError, CheckOptions, Severity};
 
 const AS_OF: &str = "2026-11-28";
 
@@ -537,4 +537,30 @@ fn all_rules_disabled_reads_nothing_and_finds_nothing() {
     assert!(report.counts.is_empty());
     // The same data with the defaults has findings for M9.
     assert!(!subjects(&db.run(AS_OF), "member.id_format").is_empty());
+}
+
+#[test]
+fn progress_counts_the_members_in_scope() {
+    let mut db = Db::clean();
+    db.org("B2", "branch", Some("C1"));
+    db.exec(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 599) \
+         INSERT INTO member (member_id, org_id, last_seq) SELECT printf('N%03d', i), 'B2', 1 FROM n",
+    );
+    let run = |org: Option<&str>| {
+        let mut seen = Vec::new();
+        let opts = CheckOptions {
+            org: org.map(str::to_owned),
+            ..CheckOptions::new(date(AS_OF))
+        };
+        super::run_checks_with(&db.conn, &CheckConfig::embedded(), &opts, &mut |n| {
+            seen.push(n)
+        })
+        .unwrap();
+        seen
+    };
+    // 603 members: one full batch of 512, then the rest at the end.
+    assert_eq!(run(None), [512, 603]);
+    // Only the 3 members of B1 are in its scope.
+    assert_eq!(run(Some("B1")), [3]);
 }

@@ -73,7 +73,10 @@ pub fn check(data: &std::path::Path, a: CheckArgs) -> CmdResult {
 
     let mut ledger = Ledger::open(data)?;
     projection::ensure_schema(ledger.conn())?;
-    let report = checks::run_checks(ledger.conn(), &cfg, &opts).map_err(|e| match e {
+    let report = super::with_progress("checking", "members", None, |progress| {
+        checks::run_checks_with(ledger.conn(), &cfg, &opts, progress)
+    })
+    .map_err(|e| match e {
         checks::CheckError::Db(_) | checks::CheckError::Internal(_) => CliError::storage(e),
         _ => CliError::input(e),
     })?;
