@@ -136,7 +136,8 @@ impl Params {
 
 /// The months a member is expected to pay, before clipping to the window: from the later
 /// of the admission month and the org's span start, to the earlier of the last ended
-/// month, the org's span end and the month of exit.
+/// month, the org's span end and the month of exit (none for a member who left on an
+/// unknown date).
 fn expected_bounds(f: &DuesFacts<'_>, ctx: &Ctx<'_>) -> Option<(Month, Month)> {
     let span = f.span?;
     let lo = span.first.max(Month::of(f.m.admission_date?));
@@ -148,8 +149,10 @@ fn expected_bounds(f: &DuesFacts<'_>, ctx: &Ctx<'_>) -> Option<(Month, Month)> {
         f.m.status,
         Some(Status::Deceased | Status::Removed | Status::TransferredOut)
     );
-    if let (true, Some(d)) = (exited, f.m.status_date) {
-        hi = hi.min(Month::of(d));
+    if exited {
+        // Without the date of leaving, which months were due is unknown: not judged (the
+        // missing date is the record's problem, not its dues').
+        hi = hi.min(Month::of(f.m.status_date?));
     }
     (lo <= hi).then_some((lo, hi))
 }
@@ -565,6 +568,9 @@ mod tests {
         m.status_date = Some(date("2026-09-15"));
         let v = check(&MissingMonths, &m, &[]).unwrap();
         assert_eq!(v.values["months"], json!(["2026-09"]));
+        // Died on an unknown date: which months were due is unknown, none is asked for.
+        m.status_date = None;
+        assert!(check(&MissingMonths, &m, &[]).is_none());
         // The org's data starts 2026-11: nothing judged.
         let f = DuesFacts {
             m: &member(450_000),

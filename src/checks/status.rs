@@ -7,6 +7,7 @@
 use serde_json::json;
 
 use super::facts::{Status, StatusFacts};
+use super::period::Month;
 use super::{Ctx, Family, Rule, RuleDef, StatusRule, Violation};
 
 pub(crate) static RULES: &[&StatusRule] = &[&TransferChain, &OrgMismatch, &ActivityAfterExit];
@@ -101,8 +102,8 @@ impl<'a> Rule<StatusFacts<'a>> for ActivityAfterExit {
     fn def(&self) -> &'static RuleDef {
         static D: RuleDef = def(
             "status.activity_after_exit",
-            "党员死亡或出党后仍有党费缴纳或组织关系转接记录",
-            "Dues paid or a transfer dated after the member's death or removal",
+            "党员死亡或出党后仍有党费缴纳或组织关系转接记录（含所属月份在死亡或出党当月之后的党费）",
+            "Dues paid or a transfer dated after the member's death or removal, or dues for a later month",
             "党章 第九条; 关于中国共产党党费收缴、使用和管理的规定（2008）",
         );
         &D
@@ -112,10 +113,15 @@ impl<'a> Rule<StatusFacts<'a>> for ActivityAfterExit {
             f.m.status
                 .filter(|s| matches!(s, Status::Deceased | Status::Removed))?;
         let exit = f.m.status_date?;
+        // Paid after the exit, or paid for a month after the month of the exit (whenever
+        // paid: dues are not paid in advance).
+        let exit_month = Month::of(exit);
         let dues: Vec<String> = f
             .dues
             .iter()
-            .filter(|r| r.paid_date.is_some_and(|p| p > exit))
+            .filter(|r| {
+                r.paid_date.is_some_and(|p| p > exit) || r.month.is_some_and(|m| m > exit_month)
+            })
             .filter_map(|r| r.month.map(|m| m.to_string()))
             .collect();
         let transfers: Vec<String> = f
@@ -237,6 +243,19 @@ mod tests {
         .unwrap();
         assert_eq!(v.values["dues_months"], json!(["2026-03"]));
         assert_eq!(v.values["transfer_dates"], json!(["2026-04-01"]));
+        // A row for a month after the month of death, whenever paid (or with no date).
+        let unpaid_date = DuesRow {
+            paid_date: None,
+            ..paid("2026-05", "2026-01-01")
+        };
+        let v = check(
+            &ActivityAfterExit,
+            &m,
+            &[],
+            &[paid("2026-04", "2026-02-01"), unpaid_date],
+        )
+        .unwrap();
+        assert_eq!(v.values["dues_months"], json!(["2026-04", "2026-05"]));
         m.status = Some(Status::LostContact);
         assert!(check(
             &ActivityAfterExit,
