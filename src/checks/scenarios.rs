@@ -541,7 +541,7 @@ fn all_rules_disabled_reads_nothing_and_finds_nothing() {
 
 #[test]
 fn progress_counts_the_members_in_scope() {
-    let mut db = Db::clean();
+    let db = Db::clean();
     db.org("B2", "branch", Some("C1"));
     db.exec(
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 599) \
