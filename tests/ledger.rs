@@ -57,7 +57,8 @@ fn drop_triggers(c: &rusqlite::Connection) {
         "merkle_no_update",
         "merkle_no_delete",
     ] {
-        c.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
+        c.execute_batch(&format!("DROP TRIGGER IF EXISTS {t}"))
+            .unwrap();
     }
 }
 
@@ -554,4 +555,114 @@ fn killed_bulk_append_keeps_every_acknowledged_entry() {
     assert!(size < 200_001, "the kill came too late to test anything");
     let o = t.run(&["verify", "--no-record"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+#[test]
+fn key_rotation_through_the_cli_keeps_old_and_new_checkpoints_verifiable() {
+    let t = ledger_with(3);
+    let genesis = stdout(&t.run(&["key", "show"])).trim().to_owned();
+    let before = t.path().join("before.txt");
+    t.cmd(&["checkpoint", "--out", before.to_str().unwrap()])
+        .assert()
+        .success();
+    // Nobody may write the rotation entry by hand.
+    let o = t.run(&[
+        "append",
+        "--kind",
+        "key.rotate",
+        "--subject",
+        "ledger",
+        "--data",
+        "{}",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    let o = t.run(&["key", "rotate"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let new = stdout(&o).trim().to_owned();
+    assert_ne!(new, genesis);
+    assert_eq!(stdout(&t.run(&["key", "show"])).trim(), new);
+    assert_eq!(
+        stdout(&t.run(&["key", "show", "--genesis"])).trim(),
+        genesis
+    );
+
+    t.cmd(&[
+        "append",
+        "--kind",
+        "note.test",
+        "--subject",
+        "case/9",
+        "--data",
+        "{}",
+    ])
+    .assert()
+    .success();
+    let after = t.path().join("after.txt");
+    t.cmd(&["checkpoint", "--out", after.to_str().unwrap()])
+        .assert()
+        .success();
+    let note = std::fs::read_to_string(&after).unwrap();
+    // Signed by the new key, not by the genesis key.
+    let key = |k: &str| djaudit::ledger::note::VerifierKey::parse(k).unwrap();
+    assert!(djaudit::ledger::checkpoint::open_checkpoint(&note, &key(&new)).is_ok());
+    assert!(djaudit::ledger::checkpoint::open_checkpoint(&note, &key(&genesis)).is_err());
+    // Verify trusts the genesis key and follows the rotation, with either checkpoint.
+    for cp in [&before, &after] {
+        let o = t.run(&[
+            "verify",
+            "--no-record",
+            "--checkpoint",
+            cp.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    }
+    let o = t.run(&["verify", "--no-record", "--vkey", &genesis]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // The new key is not the root of trust: verify trusts the genesis key.
+    let o = t.run(&["verify", "--no-record", "--vkey", &new]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+}
+
+#[test]
+fn fail_changed_key_rotation_is_found_at_its_seq() {
+    let t = ledger_with(2);
+    t.cmd(&["key", "rotate"]).assert().success();
+    let c = t.db();
+    let (seq, body): (i64, String) = c
+        .query_row(
+            "SELECT seq, body FROM entry WHERE kind = 'key.rotate'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    // Someone with write access to the database swaps in a key of their own and rebuilds
+    // the chain; the old key's signature no longer matches.
+    let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let other = {
+        let o = TestDir::new();
+        o.init();
+        stdout(&o.run(&["key", "show"])).trim().to_owned()
+    };
+    // Same origin (TestDir::init), another key.
+    assert_eq!(
+        other.split('+').next(),
+        v["data"]["vkey"].as_str().unwrap().split('+').next()
+    );
+    v["data"]["vkey"] = serde_json::Value::String(other);
+    drop_triggers(&c);
+    c.execute(
+        "UPDATE entry SET body = ?1 WHERE seq = ?2",
+        rusqlite::params![
+            String::from_utf8(to_canonical_vec(&v).unwrap()).unwrap(),
+            seq
+        ],
+    )
+    .unwrap();
+    rebuild_chain_after_edit(&c, u64::MAX);
+    let out = verify_fails_at(&t, &[], seq as u64);
+    assert!(
+        out.contains("not signed by the key in effect (key)"),
+        "{out}"
+    );
 }

@@ -30,8 +30,20 @@ pub struct InitArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
-    /// Print the verifier key (C2SP vkey).
-    Show,
+    /// Print the verifier key (C2SP vkey) that signs new checkpoints.
+    Show {
+        /// Print the key named by the genesis entry instead: the one `verify` trusts and
+        /// every rotation is verified from.
+        #[arg(long)]
+        genesis: bool,
+    },
+    /// Replace the signing key: a new key, introduced by a `key.rotate` entry signed by the
+    /// current one; the old key file is gone afterwards. Prints the new verifier key.
+    Rotate {
+        /// The djaudit user recorded as rotating the key.
+        #[arg(long, default_value = "admin")]
+        actor: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -167,9 +179,23 @@ pub fn init(data: &Path, a: InitArgs) -> CmdResult {
 
 pub fn key(data: &Path, c: KeyCommand) -> CmdResult {
     match c {
-        KeyCommand::Show => {
+        KeyCommand::Show { genesis } => {
             let ledger = Ledger::open(data)?;
-            println!("{}", ledger.verifier_key());
+            if genesis {
+                println!("{}", ledger.genesis_key());
+            } else {
+                println!("{}", ledger.verifier_key());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeyCommand::Rotate { actor } => {
+            let mut ledger = Ledger::open(data)?;
+            let (vkey, cp) = ledger.rotate_key(Actor::cli(&actor))?;
+            eprintln!(
+                "signing key rotated; checkpoint at size {} signed with the new key",
+                cp.size
+            );
+            println!("{vkey}");
             Ok(ExitCode::SUCCESS)
         }
     }

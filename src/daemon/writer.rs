@@ -274,10 +274,7 @@ impl Writer {
                 self.run_batch(std::mem::take(&mut batch));
             }
             if let Some(reply) = checkpoint {
-                let r = self
-                    .ledger
-                    .checkpoint_with(&self.signer)
-                    .map_err(|e| e.to_string());
+                let r = self.checkpoint().map_err(|e| e.to_string());
                 if let Err(e) = &r {
                     tracing::error!(error = %e, "checkpoint failed");
                 }
@@ -297,6 +294,19 @@ impl Writer {
                 }
                 return;
             }
+        }
+    }
+
+    /// Signs and stores a checkpoint. After `djaudit key rotate` in another process the
+    /// key loaded at start is no longer the ledger's: the new one is loaded and used.
+    fn checkpoint(&mut self) -> Result<StoredCheckpoint, LedgerError> {
+        match self.ledger.checkpoint_with(&self.signer) {
+            Err(LedgerError::KeyRotated) => {
+                tracing::info!("the signing key was rotated; loading the new key");
+                self.signer = self.ledger.signer()?;
+                self.ledger.checkpoint_with(&self.signer)
+            }
+            r => r,
         }
     }
 
@@ -436,6 +446,23 @@ mod tests {
             json!({"i": i}),
         )
         .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoint_after_a_rotation_elsewhere_uses_the_new_key() {
+        let (dir, h, join, _m) = setup();
+        // `djaudit key rotate` in another process, while the writer holds the old key.
+        let mut other = Ledger::open(&dir.path().join("d")).unwrap();
+        let (new, _) = other.rotate_key(Actor::cli("admin")).unwrap();
+        h.submit(|w, _| {
+            Ok(w.append(NewEntry::new("test.event", "t/1", Actor::cli("a"), json!({})).unwrap())?)
+        })
+        .await
+        .unwrap();
+        let cp = h.checkpoint().await.expect("checkpoint with the new key");
+        assert!(crate::ledger::checkpoint::open_checkpoint(&cp.note, &new).is_ok());
+        drop(h);
+        join.join().unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

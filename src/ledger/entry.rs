@@ -22,6 +22,9 @@ pub const ZERO_PREV: &str = "000000000000000000000000000000000000000000000000000
 /// Kind of the first entry of every ledger.
 pub const GENESIS_KIND: &str = "ledger.genesis";
 
+/// Kind of the entry that hands signing over to a new key (FORMAT.md §4.4).
+pub const KEY_ROTATE_KIND: &str = "key.rotate";
+
 /// Longest accepted `kind`, `subject` or actor name, in bytes.
 const MAX_NAME_LEN: usize = 256;
 

@@ -82,6 +82,13 @@ fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) 
     }
 }
 
+/// The text the old key signs to hand the ledger over to a new one (FORMAT.md §4.4): it
+/// names the log, the place of the `key.rotate` entry in the chain and the new key, so that
+/// the signature cannot be replayed elsewhere.
+pub fn rotation_message(origin: &str, seq: u64, prev_hex: &str, new_vkey: &str) -> String {
+    format!("djaudit key rotation\n{origin}\n{seq}\n{prev_hex}\n{new_vkey}\n")
+}
+
 /// Generates a new Ed25519 key and writes it as raw PKCS#8 DER to `path`, created with mode
 /// 0600 and never overwriting an existing file; syncs the file and its directory so the
 /// key survives a crash once this returns.

@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use base64::Engine as _;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::json;
 
@@ -31,7 +32,8 @@ pub const TILE_HEIGHT: u32 = 8;
 
 /// The schema migrations of the ledger tables, applied in order; `PRAGMA user_version`
 /// holds how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE entry (
     seq       INTEGER PRIMARY KEY,
     body      TEXT    NOT NULL,
@@ -72,7 +74,12 @@ CREATE TRIGGER meta_no_update BEFORE UPDATE ON ledger_meta
     BEGIN SELECT RAISE(ABORT, 'ledger metadata is write-once'); END;
 CREATE TRIGGER meta_no_delete BEFORE DELETE ON ledger_meta
     BEGIN SELECT RAISE(ABORT, 'ledger metadata is write-once'); END;
-"#];
+"#,
+    r#"
+-- Key rotations, found without walking every entry: a partial index (nothing for other kinds).
+CREATE INDEX entry_key_rotate ON entry(seq) WHERE kind = 'key.rotate';
+"#,
+];
 
 /// Errors of the ledger store.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +100,8 @@ pub enum LedgerError {
     NewerSchema { found: i64, known: i64 },
     #[error("ledger is damaged: {0}; run `djaudit verify`")]
     Damaged(String),
+    #[error("the signing key in use is not the ledger's current key (it was rotated with `djaudit key rotate`); load the key again")]
+    KeyRotated,
     #[error(transparent)]
     Entry(#[from] EntryError),
     #[error(transparent)]
@@ -129,7 +138,38 @@ pub struct Ledger {
     conn: Connection,
     dir: PathBuf,
     origin: String,
+    /// The key named by the genesis entry: the root every rotation is verified from.
+    genesis_vkey: VerifierKey,
+    /// The key that signs new checkpoints: the genesis key, or the key of the latest
+    /// `key.rotate` entry (as of opening or of the last rotation through this handle).
     vkey: VerifierKey,
+}
+
+/// File the next signing key is written to during a rotation, until it replaces the key.
+pub const NEXT_KEY_FILE: &str = "signing.key.next";
+
+/// The key named by the latest `key.rotate` entry below seq `before` (all when `None`).
+fn rotated_key(conn: &Connection, before: Option<u64>) -> Result<Option<VerifierKey>> {
+    let body: Option<String> = conn
+        .query_row(
+            // The kind as a literal, so that the partial index `entry_key_rotate` serves.
+            "SELECT body FROM entry WHERE kind = 'key.rotate' AND seq < ?1 \
+             ORDER BY seq DESC LIMIT 1",
+            params![before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX))],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(body) = body else { return Ok(None) };
+    let damaged = |why: &str| LedgerError::Damaged(format!("the latest key.rotate entry {why}"));
+    let value: serde_json::Value =
+        serde_json::from_str(&body).map_err(|_| damaged("is not JSON"))?;
+    let text = value
+        .pointer("/data/vkey")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| damaged("names no key"))?;
+    VerifierKey::parse(text)
+        .map(Some)
+        .map_err(|_| damaged("names a malformed key"))
 }
 
 /// One appended entry, as the writer saw it.
@@ -233,6 +273,7 @@ impl Ledger {
             conn,
             dir: dir.to_owned(),
             origin: origin.to_owned(),
+            genesis_vkey: vkey.clone(),
             vkey: vkey.clone(),
         };
         {
@@ -276,12 +317,14 @@ impl Ledger {
         };
         let origin = meta("origin")?;
         let vkey_text = meta("vkey")?;
-        let vkey = VerifierKey::parse(&vkey_text)
+        let genesis_vkey = VerifierKey::parse(&vkey_text)
             .map_err(|e| LedgerError::Damaged(format!("stored verifier key: {e}")))?;
+        let vkey = rotated_key(&conn, None)?.unwrap_or_else(|| genesis_vkey.clone());
         Ok(Ledger {
             conn,
             dir: dir.to_owned(),
             origin,
+            genesis_vkey,
             vkey,
         })
     }
@@ -291,9 +334,15 @@ impl Ledger {
         &self.origin
     }
 
-    /// The verifier key recorded when the ledger was created.
+    /// The verifier key of the key that signs new checkpoints: the one recorded when the
+    /// ledger was created, or the one the latest `key.rotate` entry introduced.
     pub fn verifier_key(&self) -> &VerifierKey {
         &self.vkey
+    }
+
+    /// The verifier key named by the genesis entry, from which rotations are verified.
+    pub fn genesis_key(&self) -> &VerifierKey {
+        &self.genesis_vkey
     }
 
     /// The data directory.
@@ -311,15 +360,82 @@ impl Ledger {
         &mut self.conn
     }
 
-    /// Loads the signing key; refuses a key readable by others.
+    /// Loads the signing key; refuses a key readable by others. The key must be the
+    /// ledger's current one (read afresh: another process may have rotated it). A rotation
+    /// cut short after its entry was committed left the new key in [`NEXT_KEY_FILE`]; it is
+    /// put in place here.
     pub fn signer(&self) -> Result<Signer> {
-        let signer = keys::load_signer(&self.dir.join(KEY_FILE), &self.origin)?;
-        if signer.verifier_key() != self.vkey {
-            return Err(LedgerError::Damaged(
-                "the signing key does not match the key recorded in the ledger".into(),
-            ));
+        let current = rotated_key(&self.conn, None)?.unwrap_or_else(|| self.genesis_vkey.clone());
+        let path = self.dir.join(KEY_FILE);
+        let signer = keys::load_signer(&path, &self.origin)?;
+        if signer.verifier_key() == current {
+            return Ok(signer);
         }
-        Ok(signer)
+        let next = self.dir.join(NEXT_KEY_FILE);
+        if next.exists() {
+            let pending = keys::load_signer(&next, &self.origin)?;
+            if pending.verifier_key() == current {
+                std::fs::rename(&next, &path).map_err(|source| LedgerError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                return Ok(pending);
+            }
+        }
+        Err(LedgerError::Damaged(
+            "the signing key does not match the key recorded in the ledger".into(),
+        ))
+    }
+
+    /// Hands signing over to a new key: writes it to [`NEXT_KEY_FILE`] (mode 0600), appends
+    /// a `key.rotate` entry naming it, signed by the current key over
+    /// [`keys::rotation_message`], puts the new key in place of the old one (which is gone
+    /// afterwards) and signs a checkpoint with it. Returns the new verifier key and the
+    /// checkpoint.
+    pub fn rotate_key(&mut self, actor: Actor) -> Result<(VerifierKey, StoredCheckpoint)> {
+        let old = self.signer()?;
+        let next = self.dir.join(NEXT_KEY_FILE);
+        if next.exists() {
+            // Left by a rotation that never committed its entry: not a key anyone uses.
+            std::fs::remove_file(&next).map_err(|source| LedgerError::Io {
+                path: next.clone(),
+                source,
+            })?;
+        }
+        keys::create_key_file(&next)?;
+        let new = keys::load_signer(&next, &self.origin)?;
+        let new_vkey = new.verifier_key();
+        let origin = self.origin.clone();
+        {
+            let mut w = self.write()?;
+            let message = keys::rotation_message(
+                &origin,
+                w.next_seq(),
+                &entry::hex_hash(&w.prev),
+                &new_vkey.to_string(),
+            );
+            let signature = base64::engine::general_purpose::STANDARD
+                .encode(old.sign_bytes(message.as_bytes()));
+            w.append(NewEntry::new(
+                entry::KEY_ROTATE_KIND,
+                "ledger",
+                actor,
+                json!({
+                    "vkey": new_vkey.to_string(),
+                    "previous": old.verifier_key().to_string(),
+                    "signature": signature,
+                }),
+            )?)?;
+            w.commit()?;
+        }
+        let path = self.dir.join(KEY_FILE);
+        std::fs::rename(&next, &path).map_err(|source| LedgerError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        self.vkey = new_vkey.clone();
+        let cp = self.checkpoint_with(&new)?;
+        Ok((new_vkey, cp))
     }
 
     /// Number of entries.
@@ -557,6 +673,10 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let size = tree_size(&tx)?;
+        let in_effect = rotated_key(&tx, Some(size))?.unwrap_or_else(|| self.genesis_vkey.clone());
+        if signer.verifier_key() != in_effect {
+            return Err(LedgerError::KeyRotated);
+        }
         if let Some(existing) = tx
             .query_row(
                 "SELECT size, root, note FROM checkpoint WHERE size = ?1",
@@ -981,6 +1101,105 @@ mod tests {
             json!({"i": i}),
         )
         .unwrap()
+    }
+
+    fn verified(l: &Ledger) -> crate::ledger::verify::VerifyReport {
+        crate::ledger::verify::verify(l, Default::default()).unwrap()
+    }
+
+    #[test]
+    fn key_rotation_hands_signing_to_the_new_key() {
+        let (d, mut l) = new_ledger();
+        let dir = d.path().join("d");
+        l.append(e(1)).unwrap();
+        let genesis = l.verifier_key().clone();
+        let old_key_file = std::fs::read(dir.join(KEY_FILE)).unwrap();
+        let (new, cp) = l.rotate_key(Actor::cli("admin")).unwrap();
+        assert_ne!(new, genesis);
+        assert_eq!(l.verifier_key(), &new);
+        assert_eq!(l.genesis_key(), &genesis);
+        // The rotation entry is the last one, the new checkpoint covers it, signed by the new
+        // key only.
+        let rot = Entry::parse(l.entry(cp.size - 1).unwrap().body.as_bytes()).unwrap();
+        assert_eq!(rot.kind, entry::KEY_ROTATE_KIND);
+        assert_eq!(rot.data["vkey"], json!(new.to_string()));
+        assert!(crate::ledger::checkpoint::open_checkpoint(&cp.note, &new).is_ok());
+        assert!(crate::ledger::checkpoint::open_checkpoint(&cp.note, &genesis).is_err());
+        // The old key is gone; the file holds the new one; a reopened ledger knows it.
+        assert_ne!(std::fs::read(dir.join(KEY_FILE)).unwrap(), old_key_file);
+        assert!(!dir.join(NEXT_KEY_FILE).exists());
+        let mut again = Ledger::open(&dir).unwrap();
+        assert_eq!(again.verifier_key(), &new);
+        assert_eq!(again.signer().unwrap().verifier_key(), new);
+        again.append(e(2)).unwrap();
+        again.checkpoint().unwrap();
+        // Verify trusts the genesis key and follows the rotation.
+        let r = verified(&again);
+        assert!(r.ok, "{:?}", r.failure);
+        assert_eq!(r.checkpoints_verified, 3);
+        // A signer of the old key may no longer sign.
+        let old_path = d.path().join("old.key");
+        std::fs::write(&old_path, &old_key_file).unwrap();
+        std::fs::set_permissions(
+            &old_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let old = keys::load_signer(&old_path, "test.example/ledger").unwrap();
+        assert!(matches!(
+            again.checkpoint_with(&old),
+            Err(LedgerError::KeyRotated)
+        ));
+    }
+
+    #[test]
+    fn cut_short_rotation_puts_the_new_key_in_place() {
+        let (d, mut l) = new_ledger();
+        let dir = d.path().join("d");
+        let old_key_file = std::fs::read(dir.join(KEY_FILE)).unwrap();
+        let (new, _) = l.rotate_key(Actor::cli("admin")).unwrap();
+        // As if the process died after committing the entry, before moving the key file.
+        std::fs::rename(dir.join(KEY_FILE), dir.join(NEXT_KEY_FILE)).unwrap();
+        std::fs::write(dir.join(KEY_FILE), &old_key_file).unwrap();
+        std::fs::set_permissions(
+            dir.join(KEY_FILE),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let l = Ledger::open(&dir).unwrap();
+        assert_eq!(l.signer().unwrap().verifier_key(), new);
+        assert!(!dir.join(NEXT_KEY_FILE).exists());
+    }
+
+    #[test]
+    fn fail_forged_key_rotation_is_found_at_its_seq() {
+        let (_d, mut l) = new_ledger();
+        l.append(e(1)).unwrap();
+        // A key.rotate entry written without the current key's signature (as anyone with
+        // write access to the database, but not the key, could).
+        let dir = tempfile::tempdir().unwrap();
+        keys::create_key_file(&dir.path().join("k")).unwrap();
+        let forger = keys::load_signer(&dir.path().join("k"), "test.example/ledger").unwrap();
+        let forged = forger.verifier_key().to_string();
+        let a = l
+            .append(
+                NewEntry::new(
+                    entry::KEY_ROTATE_KIND,
+                    "ledger",
+                    Actor::cli("mallory"),
+                    json!({"vkey": forged, "signature": "AAAA"}),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let r = verified(&l);
+        let f = r.failure.expect("the forged rotation is found");
+        assert_eq!((f.seq, f.code), (a.seq, "key"), "{}", f.message);
+        assert!(
+            f.message.contains("not signed by the key in effect"),
+            "{}",
+            f.message
+        );
     }
 
     #[test]

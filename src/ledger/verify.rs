@@ -10,7 +10,8 @@
 use serde::Serialize;
 
 use super::checkpoint;
-use super::entry::{self, Entry, GENESIS_KIND, ZERO_PREV};
+use super::entry::{self, Entry, GENESIS_KIND, KEY_ROTATE_KIND, ZERO_PREV};
+use super::keys;
 use super::merkle::{self, Hash, RootBuilder};
 use super::note::VerifierKey;
 use super::store::{Ledger, LedgerError, StoredCheckpoint, TILE_HEIGHT};
@@ -83,7 +84,7 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
     let trusted = opts
         .vkey
         .cloned()
-        .unwrap_or_else(|| ledger.verifier_key().clone());
+        .unwrap_or_else(|| ledger.genesis_key().clone());
     let mut report = VerifyReport {
         ok: false,
         origin: ledger.origin().to_owned(),
@@ -94,17 +95,18 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
         failure: None,
     };
 
-    // The stored key must be the trusted one and the local signing key's.
-    if ledger.verifier_key() != &trusted {
+    // The genesis key must be the trusted one, and the local signing key the current one
+    // (which the rotations below must lead to).
+    if ledger.genesis_key() != &trusted {
         report.failure = Some(fail(
             0,
             "key",
-            "the ledger's verifier key is not the trusted key".into(),
+            "the ledger's genesis key is not the trusted key (verify trusts the key the ledger was created with, `djaudit key show --genesis`, and follows its rotations)".into(),
         ));
         return Ok(report);
     }
     if let Ok(signer) = ledger.signer() {
-        if signer.verifier_key() != trusted {
+        if signer.verifier_key() != *ledger.verifier_key() {
             report.failure = Some(fail(
                 0,
                 "key",
@@ -114,15 +116,37 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
         }
     }
 
-    // The external checkpoint first: it is the only defence against truncation.
+    // The external checkpoint first: it is the only defence against truncation. It may be
+    // signed by a later key than the genesis one: it is opened with the keys the ledger's
+    // `key.rotate` entries name, and the pass below checks that its key is the one in
+    // effect at its size.
+    let mut candidates = vec![trusted.clone()];
+    candidates.extend(claimed_keys(ledger)?);
+    let mut external_key = None;
     let external = match opts.checkpoint {
         None => None,
-        Some(text) => match checkpoint::open_checkpoint(text, &trusted) {
+        Some(text) => match candidates
+            .iter()
+            .find_map(|k| {
+                checkpoint::open_checkpoint(text, k)
+                    .ok()
+                    .map(|cp| (cp, k.clone()))
+            })
+            .map(|(cp, k)| {
+                external_key = Some(k);
+                cp
+            })
+            .ok_or_else(|| checkpoint::open_checkpoint(text, &trusted).err())
+        {
             Err(e) => {
+                let why = e.map_or_else(
+                    || "not signed by a key of this ledger".to_owned(),
+                    |e| e.to_string(),
+                );
                 report.failure = Some(fail(
                     0,
                     "checkpoint_signature",
-                    format!("the given checkpoint does not verify: {e}"),
+                    format!("the given checkpoint does not verify: {why}"),
                 ));
                 return Ok(report);
             }
@@ -173,10 +197,13 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
     let mut last_ts = String::new();
     let mut last_good_cp = 0u64;
     let mut failure: Option<Failure> = None;
+    // The key that signs checkpoints of the tree as verified so far.
+    let mut key = trusted.clone();
     let observer = &mut opts.observer;
 
     // Checks a tree size boundary: stored checkpoints and the external one at this size.
     let mut boundary = |size_now: u64,
+                        key: &VerifierKey,
                         root: &Hash,
                         cp_iter: &mut std::iter::Peekable<std::vec::IntoIter<(u64, Hash)>>,
                         last_good_cp: &mut u64,
@@ -188,7 +215,7 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
             }
             cp_iter.next();
             let stored = stored_checkpoint(ledger, cp_size)?;
-            match checkpoint::open_checkpoint(&stored.note, &trusted) {
+            match checkpoint::open_checkpoint(&stored.note, key) {
                 Err(e) => {
                     return Ok(Some(fail(
                         cp_size.saturating_sub(1),
@@ -224,6 +251,15 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
         if let Some(cp) = &external {
             if cp.size() == size_now {
                 checked_external = true;
+                if external_key.as_ref() != Some(key) {
+                    return Ok(Some(fail(
+                        size_now.saturating_sub(1),
+                        "checkpoint_signature",
+                        format!(
+                            "the given checkpoint of size {size_now} is signed by a key that was not the ledger's key at that size"
+                        ),
+                    )));
+                }
                 if cp.root() != root {
                     return Ok(Some(Failure {
                         seq: *last_good_cp,
@@ -270,6 +306,7 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
                 let ok = v.seq == seq
                     && seq != 0
                     && v.kind != GENESIS_KIND
+                    && v.kind != KEY_ROTATE_KIND
                     && prev_hash.is_some_and(|p| {
                         let mut hex = [0u8; 64];
                         entry::hex_hash_into(&p, &mut hex);
@@ -306,6 +343,15 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
                     break;
                 }
             };
+            if parsed.kind == KEY_ROTATE_KIND {
+                match rotation(&parsed, &key, ledger.origin()) {
+                    Ok(next) => key = next,
+                    Err(why) => {
+                        failure = Some(fail(seq, "key", format!("entry {seq}: {why}")));
+                        break;
+                    }
+                }
+            }
             if let Some(obs) = observer.as_mut() {
                 if let Err(msg) = obs(&parsed) {
                     failure = Some(fail(seq, "observer", msg));
@@ -360,6 +406,7 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
             let root = builder.root();
             if let Some(f) = boundary(
                 expected_seq,
+                &key,
                 &root,
                 &mut cp_iter,
                 &mut last_good_cp,
@@ -535,7 +582,7 @@ fn check_entry(
     if seq == 0
         && (parsed.data.get("origin").and_then(|v| v.as_str()) != Some(ledger.origin())
             || parsed.data.get("vkey").and_then(|v| v.as_str())
-                != Some(ledger.verifier_key().to_string().as_str()))
+                != Some(ledger.genesis_key().to_string().as_str()))
     {
         return Err(fail(
             0,
@@ -544,6 +591,58 @@ fn check_entry(
         ));
     }
     Ok(parsed)
+}
+
+/// The keys the ledger's `key.rotate` entries name, in order, unverified (the pass checks
+/// each rotation's signature where it meets it).
+fn claimed_keys(ledger: &Ledger) -> Result<Vec<VerifierKey>, LedgerError> {
+    // The kind as a literal, so that the partial index `entry_key_rotate` serves.
+    let mut stmt = ledger
+        .conn()
+        .prepare("SELECT body FROM entry WHERE kind = 'key.rotate' ORDER BY seq")?;
+    let bodies = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut keys = Vec::new();
+    for body in bodies {
+        let body = body?;
+        let named = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/data/vkey")
+                    .and_then(|k| k.as_str())
+                    .map(str::to_owned)
+            })
+            .and_then(|k| VerifierKey::parse(&k).ok());
+        keys.extend(named);
+    }
+    Ok(keys)
+}
+
+/// Checks a `key.rotate` entry against the key in effect (`current`): it names a new key
+/// for the same origin and carries `current`'s signature over the rotation message
+/// (FORMAT.md §4.4). Returns the new key.
+fn rotation(e: &Entry, current: &VerifierKey, origin: &str) -> Result<VerifierKey, String> {
+    use base64::Engine as _;
+    let text = |k: &str| e.data.get(k).and_then(|v| v.as_str());
+    let named = text("vkey").ok_or("the key rotation names no `vkey`")?;
+    let next =
+        VerifierKey::parse(named).map_err(|err| format!("the new key is malformed: {err}"))?;
+    if next.name() != origin {
+        return Err(format!(
+            "the new key is named `{}`, not `{origin}`",
+            next.name()
+        ));
+    }
+    if text("previous").is_some_and(|p| p != current.to_string()) {
+        return Err("the key rotation names another previous key than the one in effect".into());
+    }
+    let signature = text("signature")
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .ok_or("the key rotation has no base64 `signature`")?;
+    let message = keys::rotation_message(origin, e.seq, &e.prev, named);
+    if !current.verifies(message.as_bytes(), &signature) {
+        return Err("the key rotation is not signed by the key in effect".into());
+    }
+    Ok(next)
 }
 
 #[cfg(test)]
