@@ -544,3 +544,37 @@ fn previous_period_is_judged_on_the_records_the_ledger_held_then() {
     assert_eq!((r.quality.new, r.quality.resolved), (0, 0));
     assert!(r.quality.by_rule.iter().all(|t| t.count == t.previous));
 }
+
+#[test]
+fn report_after_a_key_rotation_is_signed_by_the_new_key() {
+    let t = TestDir::new();
+    small_org(&t);
+    let o = t.run(&["key", "rotate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let new = stdout(&o).trim().to_owned();
+    let out = t.path().join("r.html");
+    let o = t.run(&[
+        "report",
+        "--period",
+        "2026-09",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ok = t.run(&["report", "verify", out.to_str().unwrap(), "--vkey", &new]);
+    assert_eq!(ok.status.code(), Some(0), "{}{}", stdout(&ok), stderr(&ok));
+    let genesis = stdout(&t.run(&["key", "show", "--genesis"]))
+        .trim()
+        .to_owned();
+    let other = t.run(&[
+        "report",
+        "verify",
+        out.to_str().unwrap(),
+        "--vkey",
+        &genesis,
+    ]);
+    assert_eq!(other.status.code(), Some(1), "{}", stdout(&other));
+    // The ledger, checkpoints signed before and after the rotation, verifies.
+    let v = t.run(&["verify", "--no-record"]);
+    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+}

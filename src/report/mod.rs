@@ -149,6 +149,9 @@ pub fn issue(
         report
     };
     let mut report = report;
+    // The key that signs, whatever key this handle saw when it was opened (a rotation by
+    // another process in between).
+    report.signed_by = signer.verifier_key().to_string();
     sign::sign(&mut report, &signer)?;
     let text = sign::render(&report, format)?;
     let sha256 = hex::encode(Sha256::digest(sign::canonical_bytes(&report)?));
