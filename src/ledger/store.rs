@@ -154,7 +154,7 @@ fn rotated_key(conn: &Connection, before: Option<u64>) -> Result<Option<Verifier
         .query_row(
             // The kind as a literal, so that the partial index `entry_key_rotate` serves.
             "SELECT body FROM entry WHERE kind = 'key.rotate' AND seq < ?1 \
-             ORDER BY seq DESC LIMIT 1",
+             AND json_extract(body, '$.kind') = 'key.rotate' ORDER BY seq DESC LIMIT 1",
             params![before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX))],
             |r| r.get(0),
         )
@@ -395,24 +395,33 @@ impl Ledger {
     pub fn rotate_key(&mut self, actor: Actor) -> Result<(VerifierKey, StoredCheckpoint)> {
         let old = self.signer()?;
         let next = self.dir.join(NEXT_KEY_FILE);
-        if next.exists() {
-            // Left by a rotation that never committed its entry: not a key anyone uses.
-            std::fs::remove_file(&next).map_err(|source| LedgerError::Io {
-                path: next.clone(),
-                source,
-            })?;
-        }
-        keys::create_key_file(&next)?;
-        let new = keys::load_signer(&next, &self.origin)?;
-        let new_vkey = new.verifier_key();
+        let key_path = self.dir.join(KEY_FILE);
         let origin = self.origin.clone();
-        {
+        let genesis = self.genesis_vkey.clone();
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| LedgerError::Io { path, source }
+        };
+        let new = {
+            // Everything from here to the commit holds the write lock, so that two rotations
+            // cannot interleave: the second finds the key changed and stops.
             let mut w = self.write()?;
+            let current = rotated_key(&w.tx, None)?.unwrap_or(genesis);
+            if current != old.verifier_key() {
+                return Err(LedgerError::KeyRotated);
+            }
+            if next.exists() {
+                // Under the lock and with the key unchanged, a next key file is what a
+                // rotation left that never committed its entry: not a key anyone uses.
+                std::fs::remove_file(&next).map_err(io(&next))?;
+            }
+            keys::create_key_file(&next)?;
+            let new = keys::load_signer(&next, &origin)?;
             let message = keys::rotation_message(
                 &origin,
                 w.next_seq(),
                 &entry::hex_hash(&w.prev),
-                &new_vkey.to_string(),
+                &new.verifier_key().to_string(),
             );
             let signature = base64::engine::general_purpose::STANDARD
                 .encode(old.sign_bytes(message.as_bytes()));
@@ -421,18 +430,24 @@ impl Ledger {
                 "ledger",
                 actor,
                 json!({
-                    "vkey": new_vkey.to_string(),
+                    "vkey": new.verifier_key().to_string(),
                     "previous": old.verifier_key().to_string(),
                     "signature": signature,
                 }),
             )?)?;
             w.commit()?;
+            new
+        };
+        let new_vkey = new.verifier_key();
+        if let Err(e) = std::fs::rename(&next, &key_path) {
+            // Another process loading the key may have completed the move already.
+            let moved = e.kind() == std::io::ErrorKind::NotFound
+                && keys::load_signer(&key_path, &origin)
+                    .is_ok_and(|k| k.verifier_key() == new_vkey);
+            if !moved {
+                return Err(io(&key_path)(e));
+            }
         }
-        let path = self.dir.join(KEY_FILE);
-        std::fs::rename(&next, &path).map_err(|source| LedgerError::Io {
-            path: path.clone(),
-            source,
-        })?;
         self.vkey = new_vkey.clone();
         let cp = self.checkpoint_with(&new)?;
         Ok((new_vkey, cp))
@@ -1153,6 +1168,72 @@ mod tests {
     }
 
     #[test]
+    fn two_rotations_and_a_stale_handle() {
+        let (d, mut l) = new_ledger();
+        let dir = d.path().join("d");
+        let mut stale = Ledger::open(&dir).unwrap();
+        let first = stale.signer().unwrap();
+        let (k2, _) = l.rotate_key(Actor::cli("admin")).unwrap();
+        // The handle opened before rotates from the key now in effect, not from the first.
+        let (k3, _) = stale.rotate_key(Actor::cli("admin")).unwrap();
+        assert!(k2 != k3 && k3 != first.verifier_key());
+        // A signer of a key rotated out may not sign.
+        assert!(matches!(
+            l.checkpoint_with(&first),
+            Err(LedgerError::KeyRotated)
+        ));
+        let r = verified(&l);
+        assert!(r.ok, "{:?}", r.failure);
+        assert_eq!(r.checkpoints_verified, 3);
+        // A `kind` column that says key.rotate on an entry that is not one is passed over.
+        drop_triggers_for_test(l.conn());
+        l.conn()
+            .execute("UPDATE entry SET kind = 'key.rotate' WHERE seq = 0", [])
+            .unwrap();
+        assert_eq!(l.signer().unwrap().verifier_key(), k3);
+    }
+
+    fn drop_triggers_for_test(c: &Connection) {
+        c.execute_batch("DROP TRIGGER entry_no_update").unwrap();
+    }
+
+    #[test]
+    fn fail_rotation_naming_another_previous_key() {
+        let (_d, mut l) = new_ledger();
+        let old = l.signer().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        keys::create_key_file(&dir.path().join("k")).unwrap();
+        let new = keys::load_signer(&dir.path().join("k"), "test.example/ledger").unwrap();
+        let mut w = l.write().unwrap();
+        let seq = w.next_seq();
+        let message = keys::rotation_message(
+            "test.example/ledger",
+            seq,
+            &entry::hex_hash(&w.prev),
+            &new.verifier_key().to_string(),
+        );
+        let signature =
+            base64::engine::general_purpose::STANDARD.encode(old.sign_bytes(message.as_bytes()));
+        // Correctly signed, but `previous` names the new key instead of the one in effect.
+        w.append(
+            NewEntry::new(
+                entry::KEY_ROTATE_KIND,
+                "ledger",
+                Actor::cli("admin"),
+                json!({"vkey": new.verifier_key().to_string(),
+                       "previous": new.verifier_key().to_string(),
+                       "signature": signature}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        w.commit().unwrap();
+        let f = verified(&l).failure.expect("found");
+        assert_eq!((f.seq, f.code), (seq, "key"), "{}", f.message);
+        assert!(f.message.contains("`previous`"), "{}", f.message);
+    }
+
+    #[test]
     fn cut_short_rotation_puts_the_new_key_in_place() {
         let (d, mut l) = new_ledger();
         let dir = d.path().join("d");
@@ -1187,7 +1268,7 @@ mod tests {
                     entry::KEY_ROTATE_KIND,
                     "ledger",
                     Actor::cli("mallory"),
-                    json!({"vkey": forged, "signature": "AAAA"}),
+                    json!({"vkey": forged, "previous": l.verifier_key().to_string(), "signature": "AAAA"}),
                 )
                 .unwrap(),
             )
