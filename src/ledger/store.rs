@@ -1234,6 +1234,36 @@ mod tests {
     }
 
     #[test]
+    fn fail_given_checkpoint_signed_by_a_key_not_yet_in_effect() {
+        let (d, mut l) = new_ledger();
+        l.append(e(1)).unwrap();
+        let (_, _) = l.rotate_key(Actor::cli("admin")).unwrap();
+        // The new key signs a checkpoint of a size from before the rotation: the root is
+        // right, the key is not the one in effect at that size.
+        let new =
+            keys::load_signer(&d.path().join("d").join(KEY_FILE), "test.example/ledger").unwrap();
+        let note = crate::ledger::checkpoint::Checkpoint::new(l.origin(), 2, l.root(2).unwrap())
+            .unwrap()
+            .sign(&new)
+            .unwrap();
+        let r = crate::ledger::verify::verify(
+            &l,
+            crate::ledger::verify::VerifyOptions {
+                checkpoint: Some(&note),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let f = r.failure.expect("refused");
+        assert_eq!(f.code, "checkpoint_signature", "{}", f.message);
+        assert!(
+            f.message.contains("not the ledger's key at that size"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
     fn cut_short_rotation_puts_the_new_key_in_place() {
         let (d, mut l) = new_ledger();
         let dir = d.path().join("d");
