@@ -148,28 +148,41 @@ pub struct Ledger {
 /// File the next signing key is written to during a rotation, until it replaces the key.
 pub const NEXT_KEY_FILE: &str = "signing.key.next";
 
+/// The `key.rotate` entries below seq `?1`, newest first. The kind is a literal so that the
+/// partial index `entry_key_rotate` serves; the body's own kind must agree with the column.
+const ROTATIONS_SQL: &str = "SELECT body FROM entry WHERE kind = 'key.rotate' AND seq < ?1 \
+     AND json_extract(body, '$.kind') = 'key.rotate' ORDER BY seq DESC";
+
+/// The key a `key.rotate` entry's body names (`data.vkey`), if it names a well-formed one.
+fn named_key(body: &str) -> Option<VerifierKey> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    VerifierKey::parse(value.pointer("/data/vkey")?.as_str()?).ok()
+}
+
 /// The key named by the latest `key.rotate` entry below seq `before` (all when `None`).
 fn rotated_key(conn: &Connection, before: Option<u64>) -> Result<Option<VerifierKey>> {
-    let body: Option<String> = conn
-        .query_row(
-            // The kind as a literal, so that the partial index `entry_key_rotate` serves.
-            "SELECT body FROM entry WHERE kind = 'key.rotate' AND seq < ?1 \
-             AND json_extract(body, '$.kind') = 'key.rotate' ORDER BY seq DESC LIMIT 1",
-            params![before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX))],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(body) = body else { return Ok(None) };
-    let damaged = |why: &str| LedgerError::Damaged(format!("the latest key.rotate entry {why}"));
-    let value: serde_json::Value =
-        serde_json::from_str(&body).map_err(|_| damaged("is not JSON"))?;
-    let text = value
-        .pointer("/data/vkey")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| damaged("names no key"))?;
-    VerifierKey::parse(text)
-        .map(Some)
-        .map_err(|_| damaged("names a malformed key"))
+    let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+    let mut stmt = conn.prepare_cached(ROTATIONS_SQL)?;
+    let mut rows = stmt.query([before])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let body: String = row.get(0)?;
+    named_key(&body).map(Some).ok_or_else(|| {
+        LedgerError::Damaged("the latest key.rotate entry names no well-formed key".into())
+    })
+}
+
+/// Every key the `key.rotate` entries name, newest first, unverified (verification checks
+/// each rotation's signature where it meets it); malformed ones are left out.
+pub(crate) fn rotation_keys(conn: &Connection) -> Result<Vec<VerifierKey>> {
+    let mut stmt = conn.prepare_cached(ROTATIONS_SQL)?;
+    let bodies = stmt.query_map([i64::MAX], |r| r.get::<_, String>(0))?;
+    let mut keys = Vec::new();
+    for body in bodies {
+        keys.extend(named_key(&body?));
+    }
+    Ok(keys)
 }
 
 /// One appended entry, as the writer saw it.
@@ -375,10 +388,7 @@ impl Ledger {
         if next.exists() {
             let pending = keys::load_signer(&next, &self.origin)?;
             if pending.verifier_key() == current {
-                std::fs::rename(&next, &path).map_err(|source| LedgerError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                std::fs::rename(&next, &path).map_err(io_err(&path))?;
                 return Ok(pending);
             }
         }
@@ -398,10 +408,6 @@ impl Ledger {
         let key_path = self.dir.join(KEY_FILE);
         let origin = self.origin.clone();
         let genesis = self.genesis_vkey.clone();
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| LedgerError::Io { path, source }
-        };
         let new = {
             // Everything from here to the commit holds the write lock, so that two rotations
             // cannot interleave: the second finds the key changed and stops.
@@ -413,7 +419,7 @@ impl Ledger {
             if next.exists() {
                 // Under the lock and with the key unchanged, a next key file is what a
                 // rotation left that never committed its entry: not a key anyone uses.
-                std::fs::remove_file(&next).map_err(io(&next))?;
+                std::fs::remove_file(&next).map_err(io_err(&next))?;
             }
             keys::create_key_file(&next)?;
             let new = keys::load_signer(&next, &origin)?;
@@ -445,7 +451,7 @@ impl Ledger {
                 && keys::load_signer(&key_path, &origin)
                     .is_ok_and(|k| k.verifier_key() == new_vkey);
             if !moved {
-                return Err(io(&key_path)(e));
+                return Err(io_err(&key_path)(e));
             }
         }
         self.vkey = new_vkey.clone();
@@ -812,10 +818,7 @@ fn leaf_at(src: &impl NodeSource<Error = LedgerError>, index: u64) -> Result<Has
     src.leaves(index, index + 1)?
         .first()
         .copied()
-        .ok_or(LedgerError::UnknownSeq {
-            seq: index,
-            size: index,
-        })
+        .ok_or_else(|| LedgerError::Damaged(format!("the leaf hash of entry {index} is missing")))
 }
 
 fn tree_size(conn: &Connection) -> Result<u64> {

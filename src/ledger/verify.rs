@@ -14,7 +14,9 @@ use super::entry::{self, Entry, GENESIS_KIND, KEY_ROTATE_KIND, ZERO_PREV};
 use super::keys;
 use super::merkle::{self, Hash, RootBuilder};
 use super::note::VerifierKey;
-use super::store::{Ledger, LedgerError, StoredCheckpoint, KEY_FILE, NEXT_KEY_FILE, TILE_HEIGHT};
+use super::store::{
+    self, Ledger, LedgerError, StoredCheckpoint, KEY_FILE, NEXT_KEY_FILE, TILE_HEIGHT,
+};
 
 /// A callback that sees every entry that passed, in order; `Err` stops verification there.
 pub type Observer<'a> = &'a mut dyn FnMut(&Entry) -> Result<(), String>;
@@ -111,49 +113,51 @@ pub fn verify(ledger: &Ledger, mut opts: VerifyOptions<'_>) -> Result<VerifyRepo
     // `key.rotate` entries name, and the pass below checks that its key is the one in
     // effect at its size.
     let mut candidates = vec![trusted.clone()];
-    candidates.extend(claimed_keys(ledger)?);
+    candidates.extend(store::rotation_keys(ledger.conn())?);
     let mut external_key = None;
     let external = match opts.checkpoint {
         None => None,
-        Some(text) => match candidates
-            .iter()
-            .find_map(|k| {
-                checkpoint::open_checkpoint(text, k)
-                    .ok()
-                    .map(|cp| (cp, k.clone()))
-            })
-            .map(|(cp, k)| {
-                external_key = Some(k);
-                cp
-            })
-            .ok_or_else(|| checkpoint::open_checkpoint(text, &trusted).err())
-        {
-            Err(e) => {
-                let why = e.map_or_else(
-                    || "not signed by a key of this ledger".to_owned(),
-                    |e| e.to_string(),
-                );
-                report.failure = Some(fail(
-                    0,
-                    "checkpoint_signature",
-                    format!("the given checkpoint does not verify: {why}"),
-                ));
-                return Ok(report);
+        Some(text) => {
+            // The first key that opens it; if none does, what the trusted key says.
+            let mut first_error = None;
+            let opened =
+                candidates
+                    .iter()
+                    .find_map(|k| match checkpoint::open_checkpoint(text, k) {
+                        Ok(cp) => Some((cp, k.clone())),
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                            None
+                        }
+                    });
+            match opened {
+                None => {
+                    let why = first_error.map(|e| e.to_string()).unwrap_or_default();
+                    report.failure = Some(fail(
+                        0,
+                        "checkpoint_signature",
+                        format!("the given checkpoint does not verify: {why}"),
+                    ));
+                    return Ok(report);
+                }
+                Some((cp, _)) if cp.origin() != ledger.origin() => {
+                    report.failure = Some(fail(
+                        0,
+                        "checkpoint_signature",
+                        format!(
+                            "the given checkpoint is for `{}`, not `{}`",
+                            cp.origin(),
+                            ledger.origin()
+                        ),
+                    ));
+                    return Ok(report);
+                }
+                Some((cp, k)) => {
+                    external_key = Some(k);
+                    Some(cp)
+                }
             }
-            Ok(cp) if cp.origin() != ledger.origin() => {
-                report.failure = Some(fail(
-                    0,
-                    "checkpoint_signature",
-                    format!(
-                        "the given checkpoint is for `{}`, not `{}`",
-                        cp.origin(),
-                        ledger.origin()
-                    ),
-                ));
-                return Ok(report);
-            }
-            Ok(cp) => Some(cp),
-        },
+        }
     };
     if let Some(cp) = &external {
         report.external_checkpoint = Some(cp.size());
@@ -600,31 +604,6 @@ fn local_key_problem(ledger: &Ledger, current: &VerifierKey) -> Option<String> {
     Some(format!(
         "the signing key in `{KEY_FILE}` is not the ledger's current key `{current}`"
     ))
-}
-
-/// The keys the ledger's `key.rotate` entries name, in order, unverified (the pass checks
-/// each rotation's signature where it meets it).
-fn claimed_keys(ledger: &Ledger) -> Result<Vec<VerifierKey>, LedgerError> {
-    // The kind as a literal, so that the partial index `entry_key_rotate` serves.
-    let mut stmt = ledger.conn().prepare(
-        "SELECT body FROM entry WHERE kind = 'key.rotate' \
-             AND json_extract(body, '$.kind') = 'key.rotate' ORDER BY seq",
-    )?;
-    let bodies = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    let mut keys = Vec::new();
-    for body in bodies {
-        let body = body?;
-        let named = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/data/vkey")
-                    .and_then(|k| k.as_str())
-                    .map(str::to_owned)
-            })
-            .and_then(|k| VerifierKey::parse(&k).ok());
-        keys.extend(named);
-    }
-    Ok(keys)
 }
 
 /// Checks a `key.rotate` entry against the key in effect (`current`): it names a new key

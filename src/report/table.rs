@@ -37,20 +37,27 @@ pub struct Table {
 }
 
 impl Table {
-    fn new(lang: Lang, head: &[(&'static str, &'static str, bool)]) -> Table {
+    /// A table with the header `head` — (Chinese, English, numeric) per column — in `lang`,
+    /// and one row per item of `items`, made by `row`.
+    fn new<T>(
+        lang: Lang,
+        head: &[(&'static str, &'static str, bool)],
+        items: &[T],
+        row: impl FnMut(&T) -> Vec<Cell>,
+    ) -> Table {
         Table {
             head: head
                 .iter()
                 .map(|&(zh, en, num)| (lang.t(zh, en), num))
                 .collect(),
-            rows: Vec::new(),
+            rows: items.iter().map(row).collect(),
         }
     }
 }
 
 /// Findings: severity, rule, subject, message, values.
 pub fn findings(lang: Lang, findings: &[Finding]) -> Table {
-    let mut t = Table::new(
+    Table::new(
         lang,
         &[
             ("级别", "Severity", false),
@@ -59,10 +66,8 @@ pub fn findings(lang: Lang, findings: &[Finding]) -> Table {
             ("说明", "Message", false),
             ("数值", "Values", false),
         ],
-    );
-    t.rows = findings
-        .iter()
-        .map(|f| {
+        findings,
+        |f| {
             vec![
                 Cell::Severity(f.severity.clone()),
                 Cell::Code(f.rule.clone()),
@@ -70,55 +75,48 @@ pub fn findings(lang: Lang, findings: &[Finding]) -> Table {
                 Cell::Text(f.message.clone()),
                 Cell::Values(super::html::values_text(&f.values)),
             ]
-        })
-        .collect();
-    t
+        },
+    )
 }
 
 /// Changes by kind: the kind's label, the entry kind, the count.
 pub fn changes_by_kind(lang: Lang, counts: &[Count]) -> Table {
-    let mut t = Table::new(
+    Table::new(
         lang,
         &[
             ("类型", "Kind", false),
             ("条目类型", "Entry kind", false),
             ("数量", "Count", true),
         ],
-    );
-    t.rows = counts
-        .iter()
-        .map(|k| {
+        counts,
+        |k| {
             vec![
                 Cell::Text(super::html::kind_label(lang, &k.key)),
                 Cell::Code(k.key.clone()),
                 Cell::Num(k.count),
             ]
-        })
-        .collect();
-    t
+        },
+    )
 }
 
 /// Changes by organisation: org id (or "unknown"), name, count.
 pub fn changes_by_org(lang: Lang, counts: &[OrgCount]) -> Table {
-    let mut t = Table::new(
+    Table::new(
         lang,
         &[
             ("组织编号", "Org id", false),
             ("名称", "Name", false),
             ("数量", "Count", true),
         ],
-    );
-    t.rows = counts
-        .iter()
-        .map(|g| {
+        counts,
+        |g| {
             vec![
                 org_id(lang, &g.org_id),
                 Cell::Opt(g.name.clone()),
                 Cell::Num(g.count),
             ]
-        })
-        .collect();
-    t
+        },
+    )
 }
 
 /// An org id, or "unknown" for a record whose org is not known.
@@ -131,7 +129,7 @@ fn org_id(lang: Lang, id: &Option<String>) -> Cell {
 
 /// Data findings per rule, now and in the previous period.
 pub fn findings_by_rule(lang: Lang, trends: &[RuleTrend]) -> Table {
-    let mut t = Table::new(
+    Table::new(
         lang,
         &[
             ("规则", "Rule", false),
@@ -141,10 +139,8 @@ pub fn findings_by_rule(lang: Lang, trends: &[RuleTrend]) -> Table {
             ("上一期", "Previous", true),
             ("变化", "Change", true),
         ],
-    );
-    t.rows = trends
-        .iter()
-        .map(|r| {
+        trends,
+        |r| {
             let description = match lang {
                 Lang::Zh => &r.description_zh,
                 Lang::En => &r.description_en,
@@ -157,14 +153,13 @@ pub fn findings_by_rule(lang: Lang, trends: &[RuleTrend]) -> Table {
                 Cell::Num(r.previous),
                 Cell::NumText(delta(r.count, r.previous)),
             ]
-        })
-        .collect();
-    t
+        },
+    )
 }
 
 /// Data findings per organisation, now and in the previous period.
 pub fn findings_by_org(lang: Lang, trends: &[OrgTrend]) -> Table {
-    let mut t = Table::new(
+    Table::new(
         lang,
         &[
             ("组织编号", "Org id", false),
@@ -173,10 +168,8 @@ pub fn findings_by_org(lang: Lang, trends: &[OrgTrend]) -> Table {
             ("上一期", "Previous", true),
             ("变化", "Change", true),
         ],
-    );
-    t.rows = trends
-        .iter()
-        .map(|g| {
+        trends,
+        |g| {
             vec![
                 org_id(lang, &g.org_id),
                 Cell::Opt(g.name.clone()),
@@ -184,9 +177,8 @@ pub fn findings_by_org(lang: Lang, trends: &[OrgTrend]) -> Table {
                 Cell::Num(g.previous),
                 Cell::NumText(delta(g.count, g.previous)),
             ]
-        })
-        .collect();
-    t
+        },
+    )
 }
 
 /// Counts under keys: the key (labelled `key` in Chinese and English) and its count
@@ -197,17 +189,17 @@ pub fn counts(
     count: (&'static str, &'static str),
     counts: &[Count],
 ) -> Table {
-    let mut t = Table::new(lang, &[(key.0, key.1, false), (count.0, count.1, true)]);
-    t.rows = counts
-        .iter()
-        .map(|c| vec![Cell::Text(c.key.clone()), Cell::Num(c.count)])
-        .collect();
-    t
+    Table::new(
+        lang,
+        &[(key.0, key.1, false), (count.0, count.1, true)],
+        counts,
+        |c| vec![Cell::Text(c.key.clone()), Cell::Num(c.count)],
+    )
 }
 
 /// Members with unpaid months: id, name, branch, the months, how many, six in a row.
 pub fn arrears(lang: Lang, arrears: &[Arrear]) -> Table {
-    let mut t = Table::new(
+    Table::new(
         lang,
         &[
             ("党员编号", "Member id", false),
@@ -217,10 +209,8 @@ pub fn arrears(lang: Lang, arrears: &[Arrear]) -> Table {
             ("月数", "Months", true),
             ("连续六个月", "Six in a row", false),
         ],
-    );
-    t.rows = arrears
-        .iter()
-        .map(|a| {
+        arrears,
+        |a| {
             vec![
                 Cell::Text(a.member_id.clone()),
                 Cell::Opt(a.name.clone()),
@@ -233,7 +223,6 @@ pub fn arrears(lang: Lang, arrears: &[Arrear]) -> Table {
                     Cell::Label("")
                 },
             ]
-        })
-        .collect();
-    t
+        },
+    )
 }
