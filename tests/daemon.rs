@@ -229,6 +229,66 @@ impl Server {
 
 const QUIET: &str = "[schedule.verify]\nevery = \"off\"\n[schedule.checkpoint]\nevery = \"off\"\n";
 
+/// A token revoked while the daemon runs is refused: at once with `token_cache = "off"`, and
+/// within the cache's lifetime (not before it has been used from the cache) otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_token_is_refused_within_the_token_cache_lifetime() {
+    let f = Fixture::new();
+    let c = client();
+    for (cache, lifetime) in [
+        ("off", Duration::ZERO),
+        ("400ms", Duration::from_millis(400)),
+    ] {
+        let s = Server::start(
+            &f.dir.data(),
+            &format!("token_cache = \"{cache}\"\n{QUIET}"),
+        )
+        .await;
+        let t = {
+            let mut l = f.ledger();
+            auth::create(&mut l, "aud", None, false, Actor::cli("ops")).unwrap()
+        };
+        assert_eq!(
+            get(&c, s.addr, "/v1/checkpoint", Some(&t.token))
+                .await
+                .status,
+            200
+        );
+        let revoked = {
+            let mut l = f.ledger();
+            auth::revoke(&mut l, t.info.id, Actor::cli("ops")).unwrap();
+            Instant::now()
+        };
+        let mut answers = Vec::new();
+        loop {
+            let r = get(&c, s.addr, "/v1/checkpoint", Some(&t.token)).await;
+            answers.push(r.status);
+            if r.status == 401 {
+                assert!(r.json()["detail"].as_str().unwrap().ends_with("is revoked"));
+                break;
+            }
+            assert_eq!(r.status, 200, "{cache}: {}", r.body);
+            assert!(
+                revoked.elapsed() < lifetime + Duration::from_secs(1),
+                "{cache}: still accepted {:?} after revocation",
+                revoked.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if cache == "off" {
+            assert_eq!(
+                answers,
+                [401],
+                "without a cache the next request is refused"
+            );
+        } else {
+            // The cache answered for a while: the lifetime is honoured both ways.
+            assert!(answers.len() > 1, "{cache}: {answers:?}");
+        }
+        s.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_error_status_for_its_cause() {
     let f = Fixture::new();

@@ -86,7 +86,8 @@ pub fn serve(data: &Path, a: ServeArgs) -> CmdResult {
     let data = config.data_dir_or(data).to_owned();
     // Fail before binding when there is no ledger.
     Ledger::open(&data)?;
-    daemon::init_logging(config.log_format);
+    // Held to the end: dropping it writes out the log lines still queued.
+    let _log = daemon::init_logging(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

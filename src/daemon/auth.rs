@@ -10,6 +10,10 @@
 //! A service token may act for an end user (`X-On-Behalf-Of`); the API layer decides what
 //! that means. This module never logs or returns a stored hash.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use base64::Engine as _;
 use ring::rand::SecureRandom;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -271,6 +275,15 @@ pub fn authenticate(
     presented: &str,
     now: &str,
 ) -> Result<Result<TokenInfo, AuthFailure>, rusqlite::Error> {
+    authenticate_hash(conn, &hash_token(presented), now)
+}
+
+/// [`authenticate`] given the SHA-256 of the presented token.
+pub fn authenticate_hash(
+    conn: &Connection,
+    hash: &[u8; 32],
+    now: &str,
+) -> Result<Result<TokenInfo, AuthFailure>, rusqlite::Error> {
     let mut stmt =
         match conn.prepare_cached(&format!("SELECT {COLUMNS} FROM api_token WHERE hash = ?1")) {
             Ok(s) => s,
@@ -280,10 +293,7 @@ pub fn authenticate(
             }
             Err(e) => return Err(e),
         };
-    let info = match stmt
-        .query_row([&hash_token(presented)[..]], token_row)
-        .optional()?
-    {
+    let info = match stmt.query_row([&hash[..]], token_row).optional()? {
         Some(info) => info,
         None => return Ok(Err(AuthFailure::Unknown)),
     };
@@ -294,6 +304,74 @@ pub fn authenticate(
         return Ok(Err(AuthFailure::Expired(info.id)));
     }
     Ok(Ok(info))
+}
+
+/// Tokens found live a moment ago, by hash, so that a client's every request does not read
+/// the token table. An entry is trusted until a deadline: the cache's lifetime after the
+/// read, and never past the token's expiry. A token revoked (in any process) is therefore
+/// refused at the latest one lifetime later. Only live tokens are kept (a stream of wrong
+/// tokens cannot fill it), at most [`TokenCache::CAPACITY`] of them.
+pub struct TokenCache {
+    lifetime: Option<Duration>,
+    live: Mutex<HashMap<[u8; 32], (Instant, TokenInfo)>>,
+}
+
+impl TokenCache {
+    /// Most tokens remembered; past it the cache starts afresh.
+    pub const CAPACITY: usize = 4096;
+
+    /// A cache keeping tokens for `lifetime`; `None` keeps nothing.
+    pub fn new(lifetime: Option<Duration>) -> TokenCache {
+        TokenCache {
+            lifetime,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The token with this hash, if it was found live less than a lifetime ago and has not
+    /// expired since.
+    pub fn get(&self, hash: &[u8; 32]) -> Option<TokenInfo> {
+        self.lifetime?;
+        let mut live = self.live.lock().ok()?;
+        match live.get(hash) {
+            Some((until, info)) if Instant::now() < *until => Some(info.clone()),
+            Some(_) => {
+                live.remove(hash);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Remembers a token just found live at `now` (an entry timestamp).
+    pub fn put(&self, hash: [u8; 32], info: &TokenInfo, now: &str) {
+        let Some(lifetime) = self.lifetime else {
+            return;
+        };
+        let keep = match info.expires.as_deref() {
+            None => lifetime,
+            // Trusted no longer than the token lives (an unreadable expiry: not at all).
+            Some(expires) => match (ts_millis(expires), ts_millis(now)) {
+                (Some(e), Some(n)) if e > n => {
+                    lifetime.min(Duration::from_millis(u64::try_from(e - n).unwrap_or(0)))
+                }
+                _ => return,
+            },
+        };
+        if let Ok(mut live) = self.live.lock() {
+            if live.len() >= Self::CAPACITY {
+                live.clear();
+            }
+            live.insert(hash, (Instant::now() + keep, info.clone()));
+        }
+    }
+}
+
+/// Milliseconds since the epoch of an entry timestamp.
+fn ts_millis(ts: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 #[cfg(test)]
@@ -383,5 +461,55 @@ mod tests {
         // token.create and token.revoke, nothing for the refused calls.
         assert_eq!(l.size().unwrap(), 3);
         assert_eq!(list(l.conn()).unwrap().len(), 1);
+    }
+
+    fn info(expires: Option<&str>) -> TokenInfo {
+        TokenInfo {
+            id: 7,
+            user: "u".into(),
+            service: false,
+            created: "2026-01-01T00:00:00.000Z".into(),
+            expires: expires.map(str::to_owned),
+            revoked: None,
+        }
+    }
+
+    #[test]
+    fn cache_keeps_a_live_token_for_its_lifetime_only() {
+        let now = "2026-11-28T10:00:00.000Z";
+        let c = TokenCache::new(Some(Duration::from_millis(200)));
+        let (h, other) = ([1u8; 32], [2u8; 32]);
+        assert_eq!(c.get(&h), None);
+        c.put(h, &info(None), now);
+        assert_eq!(c.get(&h), Some(info(None)));
+        assert_eq!(c.get(&other), None);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(c.get(&h), None, "kept past its lifetime");
+        // Never past the token's own expiry: 50 ms left here.
+        let soon = info(Some("2026-11-28T10:00:00.050Z"));
+        c.put(h, &soon, now);
+        assert_eq!(c.get(&h), Some(soon));
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(c.get(&h), None, "kept past the token's expiry");
+        // Expired or unreadable expiry: not kept at all.
+        c.put(h, &info(Some("2026-11-28T09:59:59.999Z")), now);
+        assert_eq!(c.get(&h), None);
+        c.put(h, &info(Some("someday")), now);
+        assert_eq!(c.get(&h), None);
+        // Switched off: nothing is kept.
+        let off = TokenCache::new(None);
+        off.put(h, &info(None), now);
+        assert_eq!(off.get(&h), None);
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let c = TokenCache::new(Some(Duration::from_secs(60)));
+        for i in 0..=TokenCache::CAPACITY {
+            let mut h = [0u8; 32];
+            h[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            c.put(h, &info(None), "2026-11-28T10:00:00.000Z");
+        }
+        assert!(c.live.lock().unwrap().len() <= TokenCache::CAPACITY);
     }
 }

@@ -38,6 +38,12 @@ request_timeout = "30s"
 # Requests served at the same time; further requests wait for a free slot.
 max_concurrent_requests = 512
 
+# How long a bearer token found live is trusted without reading the token table again, so
+# that a busy client's requests do not each read it. A token revoked with `djaudit token
+# revoke` is refused at the latest this long after; "off" reads the table on every
+# request. At most "60s".
+token_cache = "1s"
+
 # How long shutdown (SIGTERM, SIGINT) waits for requests in flight before it stops them.
 shutdown_timeout = "30s"
 
@@ -74,6 +80,9 @@ every = "off"
 # dir = "/var/lib/djaudit/drop"
 "#;
 
+/// Longest `token_cache`: how late a revocation may take effect.
+const MAX_TOKEN_CACHE: Duration = Duration::from_secs(60);
+
 /// Errors of reading a configuration.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -101,6 +110,7 @@ pub struct RawConfig {
     pub request_timeout: Option<String>,
     pub max_concurrent_requests: Option<usize>,
     pub shutdown_timeout: Option<String>,
+    pub token_cache: Option<String>,
     pub log_format: Option<String>,
     #[serde(default)]
     pub writer: RawWriter,
@@ -166,6 +176,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
     pub shutdown_timeout: Duration,
+    /// How long a token found live is trusted (`None`: read on every request).
+    pub token_cache: Option<Duration>,
     pub log_format: LogFormat,
     pub writer: WriterConfig,
     pub schedule: Schedules,
@@ -181,6 +193,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 512,
             shutdown_timeout: Duration::from_secs(30),
+            token_cache: Some(Duration::from_secs(1)),
             log_format: LogFormat::Human,
             writer: WriterConfig {
                 max_batch: 1024,
@@ -238,6 +251,17 @@ impl RawConfig {
             opt_duration("request_timeout", self.request_timeout)?.unwrap_or(d.request_timeout);
         let shutdown_timeout =
             opt_duration("shutdown_timeout", self.shutdown_timeout)?.unwrap_or(d.shutdown_timeout);
+        let token_cache = match self.token_cache.as_deref() {
+            None => d.token_cache,
+            Some("off") => None,
+            Some(s) => {
+                let t = parse_duration(s).map_err(|why| bad("token_cache", why))?;
+                if t > MAX_TOKEN_CACHE {
+                    return Err(bad("token_cache", format!("`{s}`: at most 60s")));
+                }
+                Some(t)
+            }
+        };
         let max_concurrent_requests = self
             .max_concurrent_requests
             .unwrap_or(d.max_concurrent_requests);
@@ -296,6 +320,7 @@ impl RawConfig {
             request_timeout,
             max_concurrent_requests,
             shutdown_timeout,
+            token_cache,
             log_format,
             writer: WriterConfig { max_batch, queue },
             schedule,
@@ -361,6 +386,7 @@ listen = "127.0.0.1:0"
 data_dir = "/tmp/x"
 log_format = "json"
 request_timeout = "250ms"
+token_cache = "off"
 [writer]
 max_batch = 8
 [schedule.verify]
@@ -377,6 +403,9 @@ dir = "drop"
         assert_eq!(c.data_dir_or(Path::new("other")), Path::new("/tmp/x"));
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.request_timeout, Duration::from_millis(250));
+        assert_eq!(c.token_cache, None);
+        let t = Config::from_toml("token_cache = \"250ms\"").unwrap();
+        assert_eq!(t.token_cache, Some(Duration::from_millis(250)));
         assert_eq!(c.writer.max_batch, 8);
         assert_eq!(c.writer.queue, 8192);
         assert_eq!(c.schedule.verify, None);
@@ -420,6 +449,13 @@ dir = "drop"
         assert!(err.to_string().starts_with("invalid `log_format`"), "{err}");
         let err = Config::from_toml("body_limit = 0").unwrap_err();
         assert!(err.to_string().starts_with("invalid `body_limit`"), "{err}");
+        for t in ["61s", "2m", "0s", "always"] {
+            let err = Config::from_toml(&format!("token_cache = \"{t}\"")).unwrap_err();
+            assert!(
+                err.to_string().starts_with("invalid `token_cache`"),
+                "{err}"
+            );
+        }
         let err = Config::from_toml("[schedule.reconcile]\nevery = \"1h\"").unwrap_err();
         assert!(err.to_string().contains("needs the drop folder"), "{err}");
         let err = Config::from_toml("[schedule.verify]\nevery = \"soon\"").unwrap_err();

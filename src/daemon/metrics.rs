@@ -193,6 +193,15 @@ impl Metrics {
             "djaudit_writer_busy_retries_total {}",
             self.busy_retries.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP djaudit_log_lines_dropped_total Log lines dropped because stderr fell behind.\n",
+        );
+        out.push_str("# TYPE djaudit_log_lines_dropped_total counter\n");
+        let _ = writeln!(
+            out,
+            "djaudit_log_lines_dropped_total {}",
+            super::log_lines_dropped()
+        );
         let scans = self.scans();
         out.push_str("# HELP djaudit_scan_runs_total Scheduled scan runs.\n");
         out.push_str("# TYPE djaudit_scan_runs_total counter\n");
@@ -247,6 +256,7 @@ mod tests {
         assert!(text.contains("djaudit_writer_batch_size_bucket{le=\"128\"} 2\n"));
         assert!(text.contains("djaudit_writer_batch_size_sum 103\n"));
         assert!(text.contains("djaudit_scan_failures_total{scan=\"verify\"} 1\n"));
+        assert!(text.contains("djaudit_log_lines_dropped_total 0\n"));
         assert!(text.contains("djaudit_scan_last_ok{scan=\"verify\"} 0\n"));
         assert!(!text.contains("djaudit_scan_last_ok{scan=\"checkpoint\"}"));
         assert!(m.any_scan_failing());

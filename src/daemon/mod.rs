@@ -169,6 +169,8 @@ pub struct AppState {
     pub in_flight: AtomicUsize,
     /// Caps concurrent requests.
     pub limit: tokio::sync::Semaphore,
+    /// Tokens found live a moment ago.
+    pub tokens: auth::TokenCache,
 }
 
 impl AppState {
@@ -221,20 +223,52 @@ fn wal_checkpointer(
         })
 }
 
+/// Log lines dropped because the log thread fell behind (see [`init_logging`]).
+static LOG_DROPPED: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> =
+    std::sync::OnceLock::new();
+
+/// Log lines dropped so far because stderr could not take them as fast as they came.
+pub fn log_lines_dropped() -> u64 {
+    LOG_DROPPED
+        .get()
+        .map_or(0, |c| u64::try_from(c.dropped_lines()).unwrap_or(u64::MAX))
+}
+
+/// Lines of log held for the log thread before further lines are dropped (and counted).
+const LOG_QUEUE_LINES: usize = 128_000;
+
 /// Installs the global tracing subscriber on stderr: human-readable or JSON lines, filtered
-/// by `RUST_LOG` (default `info`). A second call does nothing.
-pub fn init_logging(format: LogFormat) {
+/// by `RUST_LOG` (default `info`). Lines are formatted on the thread that logs and written by
+/// a thread of their own, many lines a write: a request never waits for stderr. Should
+/// stderr stall, lines beyond [`LOG_QUEUE_LINES`] are dropped and counted
+/// ([`log_lines_dropped`], `djaudit_log_lines_dropped_total`). Keep the returned guard
+/// until exit: dropping it writes out the lines still queued. A second call does nothing
+/// and returns `None`.
+pub fn init_logging(format: LogFormat) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .lossy(true)
+        .thread_name("djaudit-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
+    let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = match format {
+        .with_ansi(ansi)
+        .with_writer(writer);
+    let installed = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    installed.ok()?;
+    let _ = LOG_DROPPED.set(dropped);
+    Some(guard)
 }
 
 /// Runs the daemon on `listener` until `shutdown` completes, then shuts down gracefully.
@@ -300,6 +334,7 @@ pub async fn run(
     })?;
     let state = Arc::new(AppState {
         limit: tokio::sync::Semaphore::new(config.max_concurrent_requests),
+        tokens: auth::TokenCache::new(config.token_cache),
         config,
         reads: Arc::new(reads),
         data,
@@ -320,6 +355,8 @@ pub async fn run(
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
+            // Answers are small and sent whole: no waiting to coalesce them (Nagle).
+            .tcp_nodelay(true)
             .with_graceful_shutdown(async move {
                 let _ = server_stop.wait_for(|s| *s).await;
             })

@@ -346,9 +346,24 @@ pub fn valid_ts(ts: &str) -> bool {
 
 /// The current UTC time in entry form.
 pub fn now_ts() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    ts_of(chrono::Utc::now())
+}
+
+/// A UTC time in entry form, `YYYY-MM-DDTHH:MM:SS.mmmZ` (written out directly: this runs for
+/// every entry and every request, and a format string is parsed anew at each use).
+fn ts_of(t: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        // A leap second counts its nanoseconds past 10^9: kept within the second.
+        (t.nanosecond() / 1_000_000).min(999)
+    )
 }
 
 /// Lowercase hex of a hash.
@@ -536,6 +551,29 @@ mod tests {
                 proptest::prop_assert_eq!(view.prev, parsed.prev.as_str());
             }
         }
+    }
+
+    #[test]
+    fn timestamps_are_written_as_the_entry_format_says() {
+        use chrono::TimeZone;
+        for (secs, nanos) in [
+            (0, 0),
+            (1_764_000_000, 5_000_000),
+            (1_795_823_999, 999_999_999),
+            (253_402_300_799, 123_456_789),
+        ] {
+            let t = chrono::Utc.timestamp_opt(secs, nanos).unwrap();
+            let ts = ts_of(t);
+            assert_eq!(ts, t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+            assert!(valid_ts(&ts), "{ts}");
+        }
+        // A leap second stays a valid timestamp within its second.
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 1_500_000_000))
+            .unwrap()
+            .and_utc();
+        assert_eq!(ts_of(leap), "2016-12-31T23:59:59.999Z");
+        assert!(valid_ts(&now_ts()));
     }
 
     #[test]
