@@ -191,8 +191,18 @@ fn prepare_database(ledger: &mut Ledger) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// Pages of write-ahead log (4 KiB each: 64 MiB) past which the writer checkpoints itself.
+const WAL_LIMIT_PAGES: i64 = 16_384;
+
 /// How often the WAL checkpoint thread copies committed pages into the database.
 const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Makes the writer's connection checkpoint the WAL itself only once it holds more than
+/// `pages` pages (SQLite's own checkpoint at commit, copying what the checkpoint thread has
+/// not), after which the log restarts from its beginning.
+fn checkpoint_past(conn: &rusqlite::Connection, pages: i64) -> Result<(), rusqlite::Error> {
+    conn.pragma_update(None, "wal_autocheckpoint", pages)
+}
 
 /// Starts the thread that checkpoints the WAL (`PASSIVE`: never blocks the writer or
 /// readers) on a connection of its own, until `stop` is set; a last checkpoint runs then.
@@ -304,12 +314,15 @@ pub async fn run(
     .await
     .map_err(|e| DaemonError::Internal(format!("startup task failed: {e}")))??;
     let origin = ledger.origin().to_owned();
-    // WAL checkpoints run on their own thread and connection, so that the writer never
-    // stalls on copying the log into the database (and its fsync) between batches.
+    // WAL checkpoints run on their own thread and connection, so that the writer seldom
+    // stalls on copying the log into the database (and its fsync) between batches. Under
+    // a steady stream of appends that thread never catches the log's end, and SQLite
+    // restarts the log only once all of it is copied: so the writer still checkpoints
+    // itself past WAL_LIMIT_PAGES, copying what is left, and the log starts again.
     let wal_stop = Arc::new(AtomicBool::new(false));
     let wal_thread = match wal_checkpointer(wal, wal_stop.clone()) {
         Ok(t) => {
-            if let Err(e) = ledger.conn().pragma_update(None, "wal_autocheckpoint", 0) {
+            if let Err(e) = checkpoint_past(ledger.conn(), WAL_LIMIT_PAGES) {
                 tracing::warn!(error = %e, "could not hand WAL checkpoints to their thread");
             }
             Some(t)
@@ -410,4 +423,50 @@ pub async fn run(
     }
     tracing::info!("stopped");
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Actor, NewEntry};
+
+    /// Under appends without a pause the checkpoint thread alone never lets the log
+    /// restart; with the writer's own checkpoint past the limit the log stays bounded.
+    #[test]
+    fn wal_stays_bounded_under_appends_without_a_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        let mut l = Ledger::init(&data, "test.example/ledger", Actor::cli("a")).unwrap();
+        let limit = 64;
+        checkpoint_past(l.conn(), limit).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = wal_checkpointer(Ledger::open(&data).unwrap(), stop.clone()).unwrap();
+        let wal = data.join("ledger.db-wal");
+        let mut largest = 0;
+        // About 8 MiB of log in batches of 20, as the daemon's writer commits them.
+        for b in 0..1000 {
+            let mut w = l.write().unwrap();
+            for i in 0..20 {
+                let e = NewEntry::new(
+                    "test.event",
+                    &format!("thing/{b}/{i}"),
+                    Actor::cli("u1"),
+                    serde_json::json!({"text": "x".repeat(200)}),
+                )
+                .unwrap();
+                w.append(e).unwrap();
+            }
+            w.commit().unwrap();
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+        stop.store(true, Ordering::SeqCst);
+        thread.join().unwrap();
+        // The limit plus the batch that crossed it, in 4 KiB pages and their frame headers.
+        let bound = (limit as u64 + 64) * (4096 + 24);
+        assert!(
+            largest <= bound,
+            "WAL grew to {largest} bytes (bound {bound})"
+        );
+        assert_eq!(l.size().unwrap(), 20_001);
+    }
 }

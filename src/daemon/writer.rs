@@ -366,11 +366,8 @@ impl Writer {
         // Reload the org hierarchy when the org table changed (here or in another process).
         let sig: (i64, i64) = w
             .conn()
-            .query_row(
-                "SELECT count(*), coalesce(max(last_seq), -1) FROM org",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT count(*), coalesce(max(last_seq), -1) FROM org")
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(|e| format!("storage: {e}"))?;
         if self.org_signature != Some(sig) {
             self.authorizer

@@ -948,11 +948,10 @@ impl<'c> WriteTx<'c> {
     fn begin(conn: &'c mut Connection) -> Result<WriteTx<'c>> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let tail: Option<(i64, Vec<u8>, String)> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT seq, leaf_hash, json_extract(body, '$.ts') FROM entry ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         let (next_seq, prev, last_ts) = match tail {
             None => (0, [0u8; 32], String::new()),
