@@ -191,33 +191,42 @@ fn prepare_database(ledger: &mut Ledger) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Pages of write-ahead log (4 KiB each: 64 MiB) past which the writer checkpoints itself.
+/// Pages of write-ahead log (4 KiB each: 16 MiB) past which the checkpoint thread asks the
+/// writer to finish its checkpoint, so that the log restarts.
+const WAL_RESTART_PAGES: i64 = 4_096;
+
+/// Pages of write-ahead log (64 MiB) past which the writer checkpoints by itself.
 const WAL_LIMIT_PAGES: i64 = 16_384;
 
 /// How often the WAL checkpoint thread copies committed pages into the database.
 const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
-/// Makes the writer's connection checkpoint the WAL itself only once it holds more than
-/// `pages` pages (SQLite's own checkpoint at commit, copying what the checkpoint thread has
-/// not), after which the log restarts from its beginning.
+/// Makes the writer's connection checkpoint the WAL itself once it holds more than
+/// `pages` pages (SQLite's own checkpoint at commit), after which the log restarts from
+/// its beginning: the bound should [`wal_checkpointer`]'s requests not be served.
 fn checkpoint_past(conn: &rusqlite::Connection, pages: i64) -> Result<(), rusqlite::Error> {
     conn.pragma_update(None, "wal_autocheckpoint", pages)
 }
 
 /// Starts the thread that checkpoints the WAL (`PASSIVE`: never blocks the writer or
 /// readers) on a connection of its own, until `stop` is set; a last checkpoint runs then.
+/// When the log it has just copied holds more than `restart_pages` pages it asks the
+/// writer (`catch_up`) to copy the rest, so that the log restarts.
 fn wal_checkpointer(
     ledger: Ledger,
+    restart_pages: i64,
+    catch_up: impl Fn() + Send + 'static,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
-    let checkpoint = move || {
-        if let Err(e) = ledger
+    let checkpoint =
+        move || match ledger
             .conn()
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
         {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
-        }
-    };
+            Ok(log) if log > restart_pages => catch_up(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+        };
     std::thread::Builder::new()
         .name("djaudit-wal".into())
         .spawn(move || {
@@ -316,22 +325,13 @@ pub async fn run(
     let origin = ledger.origin().to_owned();
     // WAL checkpoints run on their own thread and connection, so that the writer seldom
     // stalls on copying the log into the database (and its fsync) between batches. Under
-    // a steady stream of appends that thread never catches the log's end, and SQLite
-    // restarts the log only once all of it is copied: so the writer still checkpoints
-    // itself past WAL_LIMIT_PAGES, copying what is left, and the log starts again.
-    let wal_stop = Arc::new(AtomicBool::new(false));
-    let wal_thread = match wal_checkpointer(wal, wal_stop.clone()) {
-        Ok(t) => {
-            if let Err(e) = checkpoint_past(ledger.conn(), WAL_LIMIT_PAGES) {
-                tracing::warn!(error = %e, "could not hand WAL checkpoints to their thread");
-            }
-            Some(t)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "no WAL checkpoint thread; the writer checkpoints itself");
-            None
-        }
-    };
+    // a steady stream of appends that thread never reaches the log's end, and SQLite
+    // restarts the log only once all of it is copied: so past WAL_RESTART_PAGES the thread
+    // asks the writer to copy the little it left, and should that not happen the writer
+    // checkpoints by itself past WAL_LIMIT_PAGES. Either way the log starts again.
+    if let Err(e) = checkpoint_past(ledger.conn(), WAL_LIMIT_PAGES) {
+        tracing::warn!(error = %e, "could not set the writer's WAL checkpoint limit");
+    }
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_thread) = writer::spawn(
         ledger,
@@ -345,6 +345,22 @@ pub async fn run(
         what: "starting the writer thread".into(),
         source,
     })?;
+    let wal_stop = Arc::new(AtomicBool::new(false));
+    let wal_writer = writer.clone();
+    let wal_thread = match wal_checkpointer(
+        wal,
+        WAL_RESTART_PAGES,
+        move || {
+            wal_writer.catch_up_wal();
+        },
+        wal_stop.clone(),
+    ) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(error = %e, "no WAL checkpoint thread; the writer checkpoints itself");
+            None
+        }
+    };
     let state = Arc::new(AppState {
         limit: tokio::sync::Semaphore::new(config.max_concurrent_requests),
         tokens: auth::TokenCache::new(config.token_cache),
@@ -430,43 +446,154 @@ mod tests {
     use super::*;
     use crate::ledger::{Actor, NewEntry};
 
-    /// Under appends without a pause the checkpoint thread alone never lets the log
-    /// restart; with the writer's own checkpoint past the limit the log stays bounded.
-    #[test]
-    fn wal_stays_bounded_under_appends_without_a_pause() {
+    fn entry(b: u64, i: u64) -> NewEntry {
+        NewEntry::new(
+            "test.event",
+            &format!("thing/{b}/{i}"),
+            Actor::cli("u1"),
+            serde_json::json!({"text": "x".repeat(200)}),
+        )
+        .unwrap()
+    }
+
+    fn ledger() -> (tempfile::TempDir, PathBuf, Ledger) {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("d");
-        let mut l = Ledger::init(&data, "test.example/ledger", Actor::cli("a")).unwrap();
+        let l = Ledger::init(&data, "test.example/ledger", Actor::cli("a")).unwrap();
+        (dir, data, l)
+    }
+
+    fn wal_len(data: &Path) -> u64 {
+        std::fs::metadata(data.join("ledger.db-wal")).map_or(0, |m| m.len())
+    }
+
+    /// How often the log restarted: its header's checkpoint sequence number.
+    fn wal_restarts(data: &Path) -> u32 {
+        let head = std::fs::read(data.join("ledger.db-wal")).unwrap_or_default();
+        head.get(12..16)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// Bytes of WAL that `pages` pages and the batch that crossed them take.
+    fn bound(pages: i64) -> u64 {
+        (pages as u64 + 64) * (4096 + 24)
+    }
+
+    /// Under appends without a pause the checkpoint thread alone never lets the log
+    /// restart (it grows past 30 MiB here without a limit); the writer's own checkpoint
+    /// past the limit keeps it bounded.
+    #[test]
+    fn wal_stays_bounded_under_appends_without_a_pause() {
+        let (_dir, data, mut l) = ledger();
         let limit = 64;
         checkpoint_past(l.conn(), limit).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = wal_checkpointer(Ledger::open(&data).unwrap(), stop.clone()).unwrap();
-        let wal = data.join("ledger.db-wal");
-        let mut largest = 0;
+        let thread =
+            wal_checkpointer(Ledger::open(&data).unwrap(), i64::MAX, || {}, stop.clone()).unwrap();
+        let (mut largest, mut restarts) = (0, 0);
         // About 8 MiB of log in batches of 20, as the daemon's writer commits them.
         for b in 0..1000 {
             let mut w = l.write().unwrap();
             for i in 0..20 {
-                let e = NewEntry::new(
-                    "test.event",
-                    &format!("thing/{b}/{i}"),
-                    Actor::cli("u1"),
-                    serde_json::json!({"text": "x".repeat(200)}),
-                )
-                .unwrap();
-                w.append(e).unwrap();
+                w.append(entry(b, i)).unwrap();
             }
             w.commit().unwrap();
-            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+            largest = largest.max(wal_len(&data));
+            restarts = restarts.max(wal_restarts(&data));
         }
         stop.store(true, Ordering::SeqCst);
         thread.join().unwrap();
-        // The limit plus the batch that crossed it, in 4 KiB pages and their frame headers.
-        let bound = (limit as u64 + 64) * (4096 + 24);
+        assert!(largest <= bound(limit), "WAL grew to {largest} bytes");
         assert!(
-            largest <= bound,
-            "WAL grew to {largest} bytes (bound {bound})"
+            wal_restarts(&data) >= 2,
+            "restarts: {}",
+            wal_restarts(&data)
         );
         assert_eq!(l.size().unwrap(), 20_001);
+    }
+
+    /// The checkpoint thread asks for the rest to be copied once the log it has copied is
+    /// longer than the given number of pages, and not before.
+    #[test]
+    fn checkpoint_thread_asks_past_the_restart_length() {
+        let (_dir, data, mut l) = ledger();
+        checkpoint_past(l.conn(), 0).unwrap();
+        let asked = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = asked.clone();
+        let thread = wal_checkpointer(
+            Ledger::open(&data).unwrap(),
+            256,
+            move || {
+                count.fetch_add(1, Ordering::SeqCst);
+            },
+            stop.clone(),
+        )
+        .unwrap();
+        let append = |l: &mut Ledger, batches: u64| {
+            for b in 0..batches {
+                let mut w = l.write().unwrap();
+                for i in 0..20 {
+                    w.append(entry(b, i)).unwrap();
+                }
+                w.commit().unwrap();
+            }
+        };
+        append(&mut l, 2); // a few pages
+        std::thread::sleep(WAL_CHECKPOINT_EVERY * 2);
+        assert_eq!(asked.load(Ordering::SeqCst), 0);
+        append(&mut l, 100); // past 256 pages
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while asked.load(Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "never asked");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::SeqCst);
+        thread.join().unwrap();
+    }
+
+    /// Asked to catch up, the writer copies the rest of the log between batches and the
+    /// log restarts at its next write; unasked (and without a limit) it does not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writer_asked_to_catch_up_restarts_the_log() {
+        let (_dir, data, l) = ledger();
+        l.conn()
+            .execute_batch(include_str!("../records/schema.sql"))
+            .unwrap();
+        checkpoint_past(l.conn(), 0).unwrap();
+        let authorizer = Authorizer::new(Policies::embedded().unwrap(), l.conn()).unwrap();
+        let signer = l.signer().unwrap();
+        let (h, join) = writer::spawn(
+            l,
+            authorizer,
+            signer,
+            64,
+            1024,
+            Arc::new(Metrics::default()),
+        )
+        .unwrap();
+        let append = |b: u64| {
+            let h = h.clone();
+            async move {
+                for i in 0..20 {
+                    let e = entry(b, i);
+                    h.submit(move |w, _| Ok(w.append_ref(&e)?.seq))
+                        .await
+                        .unwrap();
+                }
+            }
+        };
+        for b in 0..5 {
+            append(b).await;
+        }
+        assert_eq!(wal_restarts(&data), 0);
+        assert!(h.catch_up_wal());
+        append(6).await;
+        assert_eq!(wal_restarts(&data), 1);
+        h.stop().await.unwrap();
+        drop(h);
+        tokio::task::spawn_blocking(move || join.join().unwrap())
+            .await
+            .unwrap();
     }
 }

@@ -136,6 +136,9 @@ enum Msg {
     Checkpoint(oneshot::Sender<Result<StoredCheckpoint, String>>),
     /// Sign a final checkpoint and stop; jobs queued after it get [`WriteError::Closed`].
     Stop(oneshot::Sender<Result<StoredCheckpoint, String>>),
+    /// Copy the rest of the WAL into the database between batches, so that the log
+    /// restarts (see [`WriterHandle::catch_up_wal`]).
+    CatchUpWal,
 }
 
 /// The requests' side of the writer. Cloning it is cheap; the writer stops when every
@@ -189,6 +192,16 @@ impl WriterHandle {
         rx.await
             .map_err(|_| WriteError::Closed)?
             .map_err(WriteError::Storage)
+    }
+
+    /// Asks the writer to checkpoint the WAL between two batches, without waiting. The
+    /// checkpoint thread calls this right after copying most of a long log: the writer,
+    /// the only one appending, then copies the little that is left, and SQLite restarts
+    /// the log at the next write. (Only a checkpoint that reaches the log's end lets it
+    /// restart, which one running beside the writer never does under steady load.)
+    /// `false` when the queue is full or the writer has stopped.
+    pub fn catch_up_wal(&self) -> bool {
+        self.tx.try_send(Msg::CatchUpWal).is_ok()
     }
 
     /// Jobs waiting in the queue.
@@ -255,16 +268,19 @@ impl Writer {
         while let Some(first) = rx.blocking_recv() {
             let mut checkpoint = None;
             let mut stop = false;
+            let mut catch_up = false;
             match first {
                 Msg::Job(j) => batch.push(j),
                 Msg::Checkpoint(reply) => checkpoint = Some(reply),
                 Msg::Stop(reply) => (checkpoint, stop) = (Some(reply), true),
+                Msg::CatchUpWal => catch_up = true,
             }
             while checkpoint.is_none() && batch.len() < self.max_batch {
                 match rx.try_recv() {
                     Ok(Msg::Job(j)) => batch.push(j),
                     Ok(Msg::Checkpoint(reply)) => checkpoint = Some(reply),
                     Ok(Msg::Stop(reply)) => (checkpoint, stop) = (Some(reply), true),
+                    Ok(Msg::CatchUpWal) => catch_up = true,
                     Err(_) => break,
                 }
             }
@@ -272,6 +288,15 @@ impl Writer {
             batch.retain(|j| !j.abandoned());
             if !batch.is_empty() {
                 self.run_batch(std::mem::take(&mut batch));
+            }
+            if catch_up {
+                if let Err(e) =
+                    self.ledger
+                        .conn()
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
             }
             if let Some(reply) = checkpoint {
                 let r = self.checkpoint().map_err(|e| e.to_string());
@@ -290,6 +315,7 @@ impl Writer {
                         Msg::Checkpoint(r) | Msg::Stop(r) => {
                             let _ = r.send(Err("the writer has stopped".into()));
                         }
+                        Msg::CatchUpWal => {}
                     }
                 }
                 return;
