@@ -412,14 +412,20 @@ async fn guard(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> 
         .ok()
         .and_then(|u| u.clone())
         .unwrap_or_default();
-    tracing::info!(
-        method = %method,
-        path = %path,
-        status,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        user = %user,
-        "request"
-    );
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    // Every success that writes or reads a record is on the ledger already: its line is for
+    // debugging. Refusals are what an operator watches for; failures are errors.
+    match status {
+        500.. => {
+            tracing::error!(method = %method, path = %path, status, latency_ms, user = %user, "request")
+        }
+        400.. => {
+            tracing::info!(method = %method, path = %path, status, latency_ms, user = %user, "request")
+        }
+        _ => {
+            tracing::debug!(method = %method, path = %path, status, latency_ms, user = %user, "request")
+        }
+    }
     response
 }
 

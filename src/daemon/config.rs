@@ -48,7 +48,8 @@ token_cache = "1s"
 shutdown_timeout = "30s"
 
 # Log format on stderr: "human" or "json". Logs name method, path, status, latency and
-# user, never request bodies or record values. RUST_LOG filters them (default "info").
+# user, never request bodies or record values. RUST_LOG filters them (default "info":
+# refused and failed requests; "info,djaudit::daemon::api=debug" adds every success).
 log_format = "human"
 
 [writer]
