@@ -37,7 +37,7 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a token at once.
+    /// Revoke a token (a running daemon refuses it within its `token_cache`, 1s by default).
     Revoke {
         /// The token's id (from `token list`).
         id: i64,
