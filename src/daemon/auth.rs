@@ -485,12 +485,13 @@ mod tests {
         assert_eq!(c.get(&other), None);
         std::thread::sleep(Duration::from_millis(250));
         assert_eq!(c.get(&h), None, "kept past its lifetime");
-        // Never past the token's own expiry: 50 ms left here.
-        let soon = info(Some("2026-11-28T10:00:00.050Z"));
-        c.put(h, &soon, now);
-        assert_eq!(c.get(&h), Some(soon));
-        std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(c.get(&h), None, "kept past the token's expiry");
+        // Never past the token's own expiry: 300 ms left here, with a lifetime of a minute.
+        let long = TokenCache::new(Some(Duration::from_secs(60)));
+        let soon = info(Some("2026-11-28T10:00:00.300Z"));
+        long.put(h, &soon, now);
+        assert_eq!(long.get(&h), Some(soon));
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(long.get(&h), None, "kept past the token's expiry");
         // Expired or unreadable expiry: not kept at all.
         c.put(h, &info(Some("2026-11-28T09:59:59.999Z")), now);
         assert_eq!(c.get(&h), None);
