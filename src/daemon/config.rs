@@ -252,17 +252,11 @@ impl RawConfig {
             opt_duration("request_timeout", self.request_timeout)?.unwrap_or(d.request_timeout);
         let shutdown_timeout =
             opt_duration("shutdown_timeout", self.shutdown_timeout)?.unwrap_or(d.shutdown_timeout);
-        let token_cache = match self.token_cache.as_deref() {
-            None => d.token_cache,
-            Some("off") => None,
-            Some(s) => {
-                let t = parse_duration(s).map_err(|why| bad("token_cache", why))?;
-                if t > MAX_TOKEN_CACHE {
-                    return Err(bad("token_cache", format!("`{s}`: at most 60s")));
-                }
-                Some(t)
-            }
-        };
+        let token_cache = off_or_duration("token_cache", self.token_cache.clone(), d.token_cache)?;
+        if token_cache.is_some_and(|t| t > MAX_TOKEN_CACHE) {
+            let given = self.token_cache.unwrap_or_default();
+            return Err(bad("token_cache", format!("`{given}`: at most 60s")));
+        }
         let max_concurrent_requests = self
             .max_concurrent_requests
             .unwrap_or(d.max_concurrent_requests);
@@ -339,10 +333,19 @@ fn schedule(
     raw: Option<RawSchedule>,
     default: Option<Duration>,
 ) -> Result<Option<Duration>, ConfigError> {
-    match raw.and_then(|r| r.every) {
+    off_or_duration(key, raw.and_then(|r| r.every), default)
+}
+
+/// A duration or `"off"` (`None`); `default` when not given.
+fn off_or_duration(
+    key: &'static str,
+    v: Option<String>,
+    default: Option<Duration>,
+) -> Result<Option<Duration>, ConfigError> {
+    match v.as_deref() {
         None => Ok(default),
-        Some(s) if s == "off" => Ok(None),
-        Some(s) => parse_duration(&s).map(Some).map_err(|why| bad(key, why)),
+        Some("off") => Ok(None),
+        Some(s) => parse_duration(s).map(Some).map_err(|why| bad(key, why)),
     }
 }
 

@@ -208,6 +208,12 @@ fn checkpoint_past(conn: &rusqlite::Connection, pages: i64) -> Result<(), rusqli
     conn.pragma_update(None, "wal_autocheckpoint", pages)
 }
 
+/// Copies what it can of the WAL into the database (`PASSIVE`: never waits for the writer or
+/// readers); returns the number of pages in the log.
+fn checkpoint_wal(conn: &rusqlite::Connection) -> Result<i64, rusqlite::Error> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+}
+
 /// Starts the thread that checkpoints the WAL (`PASSIVE`: never blocks the writer or
 /// readers) on a connection of its own, until `stop` is set; a last checkpoint runs then.
 /// When the log it has just copied holds more than `restart_pages` pages it asks the
@@ -218,15 +224,11 @@ fn wal_checkpointer(
     catch_up: impl Fn() + Send + 'static,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
-    let checkpoint =
-        move || match ledger
-            .conn()
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
-        {
-            Ok(log) if log > restart_pages => catch_up(),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
-        };
+    let checkpoint = move || match checkpoint_wal(ledger.conn()) {
+        Ok(log) if log > restart_pages => catch_up(),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+    };
     std::thread::Builder::new()
         .name("djaudit-wal".into())
         .spawn(move || {
@@ -463,6 +465,17 @@ mod tests {
         (dir, data, l)
     }
 
+    /// Appends `batches` transactions of 20 entries, as the daemon's writer commits them.
+    fn append_batches(l: &mut Ledger, batches: u64) {
+        for b in 0..batches {
+            let mut w = l.write().unwrap();
+            for i in 0..20 {
+                w.append(entry(b, i)).unwrap();
+            }
+            w.commit().unwrap();
+        }
+    }
+
     fn wal_len(data: &Path) -> u64 {
         std::fs::metadata(data.join("ledger.db-wal")).map_or(0, |m| m.len())
     }
@@ -490,16 +503,11 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let thread =
             wal_checkpointer(Ledger::open(&data).unwrap(), i64::MAX, || {}, stop.clone()).unwrap();
-        let (mut largest, mut restarts) = (0, 0);
-        // About 8 MiB of log in batches of 20, as the daemon's writer commits them.
-        for b in 0..1000 {
-            let mut w = l.write().unwrap();
-            for i in 0..20 {
-                w.append(entry(b, i)).unwrap();
-            }
-            w.commit().unwrap();
+        let mut largest = 0;
+        // About 8 MiB of log.
+        for _ in 0..1000 {
+            append_batches(&mut l, 1);
             largest = largest.max(wal_len(&data));
-            restarts = restarts.max(wal_restarts(&data));
         }
         stop.store(true, Ordering::SeqCst);
         thread.join().unwrap();
@@ -530,19 +538,10 @@ mod tests {
             stop.clone(),
         )
         .unwrap();
-        let append = |l: &mut Ledger, batches: u64| {
-            for b in 0..batches {
-                let mut w = l.write().unwrap();
-                for i in 0..20 {
-                    w.append(entry(b, i)).unwrap();
-                }
-                w.commit().unwrap();
-            }
-        };
-        append(&mut l, 2); // a few pages
+        append_batches(&mut l, 2); // a few pages
         std::thread::sleep(WAL_CHECKPOINT_EVERY * 2);
         assert_eq!(asked.load(Ordering::SeqCst), 0);
-        append(&mut l, 100); // past 256 pages
+        append_batches(&mut l, 100); // past 256 pages
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while asked.load(Ordering::SeqCst) == 0 {
             assert!(std::time::Instant::now() < deadline, "never asked");

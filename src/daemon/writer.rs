@@ -266,23 +266,21 @@ impl Writer {
     fn run(&mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut batch: Vec<Box<dyn AnyJob>> = Vec::with_capacity(self.max_batch);
         while let Some(first) = rx.blocking_recv() {
-            let mut checkpoint = None;
-            let mut stop = false;
-            let mut catch_up = false;
-            match first {
-                Msg::Job(j) => batch.push(j),
-                Msg::Checkpoint(reply) => checkpoint = Some(reply),
-                Msg::Stop(reply) => (checkpoint, stop) = (Some(reply), true),
-                Msg::CatchUpWal => catch_up = true,
-            }
-            while checkpoint.is_none() && batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(Msg::Job(j)) => batch.push(j),
-                    Ok(Msg::Checkpoint(reply)) => checkpoint = Some(reply),
-                    Ok(Msg::Stop(reply)) => (checkpoint, stop) = (Some(reply), true),
-                    Ok(Msg::CatchUpWal) => catch_up = true,
-                    Err(_) => break,
+            let (mut checkpoint, mut stop, mut catch_up) = (None, false, false);
+            // The first message, then whatever else waits, up to a checkpoint or a full batch.
+            let mut next = Some(first);
+            while let Some(m) = next {
+                match m {
+                    Msg::Job(j) => batch.push(j),
+                    Msg::Checkpoint(reply) => checkpoint = Some(reply),
+                    Msg::Stop(reply) => (checkpoint, stop) = (Some(reply), true),
+                    Msg::CatchUpWal => catch_up = true,
                 }
+                next = if checkpoint.is_none() && batch.len() < self.max_batch {
+                    rx.try_recv().ok()
+                } else {
+                    None
+                };
             }
             // Jobs whose requester gave up are not written at all.
             batch.retain(|j| !j.abandoned());
@@ -290,11 +288,7 @@ impl Writer {
                 self.run_batch(std::mem::take(&mut batch));
             }
             if catch_up {
-                if let Err(e) =
-                    self.ledger
-                        .conn()
-                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                {
+                if let Err(e) = super::checkpoint_wal(self.ledger.conn()) {
                     tracing::warn!(error = %e, "WAL checkpoint failed");
                 }
             }
